@@ -1,0 +1,68 @@
+# cotwatch: one command for the demo, one for the tests. Both set themselves up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup demo test lint types unit integration e2e check eval bench sam-build clean
+
+setup: $(STAMP) infra/kafka/lib/.fetched
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch from PyPI is large: pip's cache serves it after the first install on a machine.
+	$(BIN)/pip install -q -e ".[ml,local,dev]"
+	@touch $(STAMP)
+
+# Kafka broker jars from Maven Central (pinned in infra/kafka/pom.xml), into a git-ignored folder.
+infra/kafka/lib/.fetched: infra/kafka/pom.xml | $(STAMP)
+	$(BIN)/python -c "from cotwatch.local.kafka_broker import KafkaBroker; KafkaBroker().ensure_jars()"
+	@touch $@
+
+## demo: start Kafka + moto, publish the demo traces, score them, print alerts, stop everything
+demo: setup
+	$(BIN)/cotwatch demo
+
+## test: lint, types, then every test (unit, integration on moto, end to end on Kafka + moto, template)
+test: setup lint types
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(STAMP)
+	$(BIN)/mypy
+	$(BIN)/mypy functions/score_traces/app.py
+	$(BIN)/mypy functions/rollup_counters/app.py
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+integration: setup
+	$(BIN)/python -m pytest tests/integration
+
+e2e: setup
+	$(BIN)/python -m pytest tests/e2e
+
+check: test
+
+## eval: detection figures on the development data (see docs/detection.md)
+eval: setup
+	$(BIN)/cotwatch eval --data ../shared/data/dev.jsonl
+
+bench: setup
+	$(BIN)/python benchmarks/pipeline_throughput.py
+
+sam-build:
+	bash infra/sam-build-zip.sh
+
+clean:
+	$(BIN)/cotwatch local down || true
+	rm -rf .cotwatch .pytest_cache .mypy_cache .ruff_cache .aws-sam

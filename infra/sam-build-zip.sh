@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Build the zip-packaged part of template.yaml - RollupFunction and the SharedLayer it uses - with the SAM CLI.
+# Needs no Docker and no AWS credentials, only python3.11 on PATH (the runtime's exact Python, for the
+# function's pip workflow) and make (the layer's build method).
+#
+# The scorer is a container image: `sam build` of it (and `sam local`) needs a Docker engine, so it is not
+# built here.
+#
+# The SAM CLI pins its own boto3, cfn-lint, ... so it lives in a separate virtualenv, .venv-sam, which this
+# script creates on first use (from PyPI).
+#
+# Usage: infra/sam-build-zip.sh [BUILD_DIR]      (default: .aws-sam/build-zip)
+# Environment: SAM_VENV overrides the virtualenv location.
+set -euo pipefail
+
+SAM_CLI_VERSION=1.170.0
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv=${SAM_VENV:-$root/.venv-sam}
+build_dir=${1:-$root/.aws-sam/build-zip}
+
+if ! "$venv/bin/sam" --version 2>/dev/null | grep -qF "$SAM_CLI_VERSION"; then
+  echo "installing aws-sam-cli==$SAM_CLI_VERSION into $venv" >&2
+  python3.11 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "aws-sam-cli==$SAM_CLI_VERSION"
+fi
+
+export SAM_CLI_TELEMETRY=0
+cd "$root"
+start=$SECONDS
+# Naming the function builds it and the layers it references (SharedLayer), nothing else.
+"$venv/bin/sam" build RollupFunction --template-file template.yaml --build-dir "$build_dir"
+echo "sam build RollupFunction (+ SharedLayer): $((SECONDS - start)) s -> $build_dir" >&2

@@ -1,0 +1,3 @@
+"""cotwatch: a serverless chain-of-thought monitor for reasoning models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Implementations of :mod:`cotwatch.ports`: AWS (boto3) and in-memory."""

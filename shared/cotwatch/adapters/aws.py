@@ -1,0 +1,238 @@
+"""boto3 adapters for DynamoDB, SNS and S3.
+
+boto3 honours ``AWS_ENDPOINT_URL``, so the same code talks to AWS or to the local moto server.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from cotwatch.alerts import Alert
+from cotwatch.detection.models import TraceState
+from cotwatch.ports import AlertWrite, CounterKey, DeadLetter, StoredAlert
+
+# Adaptive retries back off on throttling instead of failing the record at the first 400.
+BOTO_CONFIG = Config(retries={"max_attempts": 8, "mode": "adaptive"}, connect_timeout=5, read_timeout=20)
+MAX_TRANSACTION_ITEMS = 100
+
+
+def client(service: str) -> Any:
+    return boto3.client(service, config=BOTO_CONFIG)  # type: ignore[call-overload]
+
+
+def _to_dynamo(value: Any) -> Any:
+    """DynamoDB wants Decimal, not float; round-tripping through JSON converts nested values too."""
+    return json.loads(json.dumps(value), parse_float=Decimal)
+
+
+def _condition_failed(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class DynamoAlertStore:
+    def __init__(self, table_name: str, ddb: Any | None = None) -> None:
+        self._table = (ddb or boto3.resource("dynamodb", config=BOTO_CONFIG)).Table(table_name)
+
+    def save(self, alert: Alert) -> StoredAlert:
+        item = _to_dynamo({**alert.model_dump(mode="json"), "notified": False})
+        try:
+            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(alert_id)")
+            return StoredAlert(write=AlertWrite.CREATED, notified=False)
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise
+        # It exists: raise severity only if the new alert is worse, keeping the original creation time.
+        updates = {k: v for k, v in item.items() if k not in ("alert_id", "created_at")}
+        names = {f"#{k}": k for k in updates}
+        values = {f":{k}": v for k, v in updates.items()}
+        try:
+            self._table.update_item(
+                Key={"alert_id": alert.alert_id},
+                UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in updates),
+                ConditionExpression="#severity < :severity",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+            return StoredAlert(write=AlertWrite.ESCALATED, notified=False)
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise
+        current = self.get(alert.alert_id) or {}
+        return StoredAlert(write=AlertWrite.UNCHANGED, notified=bool(current.get("notified", False)))
+
+    def mark_notified(self, alert: Alert) -> None:
+        self._table.update_item(
+            Key={"alert_id": alert.alert_id},
+            UpdateExpression="SET notified = :t",
+            ExpressionAttributeValues={":t": True},
+        )
+
+    def get(self, alert_id: str) -> dict[str, Any] | None:
+        item: dict[str, Any] | None = self._table.get_item(Key={"alert_id": alert_id}, ConsistentRead=True).get("Item")
+        return item
+
+
+class SnsAlertPublisher:
+    def __init__(self, topic_arn: str, sns: Any | None = None) -> None:
+        self._topic_arn = topic_arn
+        self._sns = sns or client("sns")
+
+    def publish(self, alert: Alert, event: AlertWrite) -> None:
+        attributes: dict[str, dict[str, str]] = {
+            name: {"DataType": "Number" if isinstance(value, int) else "String", "StringValue": str(value)}
+            for name, value in alert.message_attributes().items()
+        }
+        attributes["event"] = {"DataType": "String", "StringValue": event.value}
+        self._sns.publish(
+            TopicArn=self._topic_arn,
+            Subject=f"cotwatch {alert.category} severity {alert.severity}"[:100],
+            Message=alert.model_dump_json(),
+            MessageAttributes=attributes,
+        )
+
+
+class DynamoTraceStateStore:
+    def __init__(self, table_name: str, ttl_days: int = 7, ddb: Any | None = None) -> None:
+        self._ddb = ddb or boto3.resource("dynamodb", config=BOTO_CONFIG)
+        self._name = table_name
+        self._table = self._ddb.Table(table_name)
+        self._ttl_s = ttl_days * 86400
+
+    def get_many(self, trace_keys: Iterable[str]) -> dict[str, TraceState]:
+        keys = sorted(set(trace_keys))
+        found: dict[str, TraceState] = {}
+        for i in range(0, len(keys), 100):
+            request: dict[str, Any] = {
+                self._name: {"Keys": [{"trace_key": k} for k in keys[i : i + 100]], "ConsistentRead": True}
+            }
+            for attempt in range(8):
+                response = self._ddb.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self._name, []):
+                    found[str(item["trace_key"])] = TraceState.model_validate_json(str(item["state"]))
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+            if request:
+                raise RuntimeError(f"trace state reads still unprocessed after retries: {len(request)}")
+        return found
+
+    def put(self, state: TraceState) -> None:
+        try:
+            self._table.put_item(
+                Item={
+                    "trace_key": state.trace_key,
+                    "last_seq": state.last_seq,
+                    "state": state.model_dump_json(),
+                    "expires_at": int(time.time()) + self._ttl_s,
+                },
+                # A redelivered older chunk must not roll the state back.
+                ConditionExpression="attribute_not_exists(trace_key) OR last_seq <= :seq",
+                ExpressionAttributeValues={":seq": state.last_seq},
+            )
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise
+
+
+class DynamoCounterStore:
+    def __init__(self, table_name: str, ttl_days: int = 400, ddb_client: Any | None = None) -> None:
+        self._client = ddb_client or client("dynamodb")
+        self._name = table_name
+        self._ttl_s = ttl_days * 86400
+
+    def apply_once(self, marker: str, increments: Mapping[CounterKey, int]) -> bool:
+        if len(increments) + 1 > MAX_TRANSACTION_ITEMS:
+            raise ValueError(f"{len(increments)} counters exceed one DynamoDB transaction")
+        expires = str(int(time.time()) + self._ttl_s)
+        items: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self._name,
+                    "Item": {"pk": {"S": f"marker#{marker}"}, "sk": {"S": "marker"}, "expires_at": {"N": expires}},
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+        ]
+        for key, amount in increments.items():
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self._name,
+                        "Key": {"pk": {"S": f"hour#{key.hour}"}, "sk": {"S": counter_sort_key(key)}},
+                        "UpdateExpression": "ADD #count :n SET tenant = :t, model = :m, metric = :x, "
+                        "category = :c, expires_at = :e",
+                        "ExpressionAttributeNames": {"#count": "count"},
+                        "ExpressionAttributeValues": {
+                            ":n": {"N": str(amount)},
+                            ":t": {"S": key.tenant},
+                            ":m": {"S": key.model},
+                            ":x": {"S": key.metric},
+                            ":c": {"S": key.category},
+                            ":e": {"N": expires},
+                        },
+                    }
+                }
+            )
+        try:
+            self._client.transact_write_items(TransactItems=items)
+            return True
+        except ClientError as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                return False
+            raise
+
+    def hour(self, hour: str) -> list[dict[str, Any]]:
+        """All counter cells of one UTC hour (the roll-up reads these)."""
+        rows: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._name,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": f"hour#{hour}"}},
+        }
+        while True:
+            page = self._client.query(**kwargs)
+            for item in page.get("Items", []):
+                rows.append(
+                    {
+                        "hour": hour,
+                        "tenant": item["tenant"]["S"],
+                        "model": item["model"]["S"],
+                        "metric": item["metric"]["S"],
+                        "category": item["category"]["S"],
+                        "count": int(item["count"]["N"]),
+                    }
+                )
+            if "LastEvaluatedKey" not in page:
+                return rows
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def counter_sort_key(key: CounterKey) -> str:
+    return f"{key.tenant}#{key.model}#{key.metric}#{key.category}"
+
+
+class S3DeadLetterSink:
+    def __init__(self, bucket: str, prefix: str = "dead-letters/", s3: Any | None = None) -> None:
+        self._bucket = bucket
+        self._prefix = prefix
+        self._s3 = s3 or client("s3")
+
+    def write(self, letter: DeadLetter) -> str:
+        key = f"{self._prefix}{letter.topic}/{letter.partition}/{letter.offset:020d}.json"
+        self._s3.put_object(
+            Bucket=self._bucket,
+            Key=key,
+            Body=letter.model_dump_json(indent=2).encode(),
+            ContentType="application/json",
+        )
+        return f"s3://{self._bucket}/{key}"

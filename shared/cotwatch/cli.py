@@ -1,0 +1,209 @@
+"""The ``cotwatch`` command line: demo, produce, invoke, poll, local up|down|status, schema, eval, calibrate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from cotwatch.trace import TraceChunk, TraceDocument
+
+SCHEMA_PATH = Path(__file__).parent / "data" / "trace_chunk.schema.json"
+
+
+def _stack_info() -> Any:
+    from cotwatch.local.stack import LocalStack
+
+    info = LocalStack().info()
+    if info is None:
+        raise SystemExit("the local stack is not up: run `cotwatch local up` first")
+    return info
+
+
+def read_chunks(path: Path, chunk_chars: int) -> list[TraceChunk]:
+    """Lines are whole traces (``reasoning``/``answer``) or ready chunks (``text``); errors name the line."""
+    chunks: list[TraceChunk] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+            if isinstance(raw, dict) and "text" in raw:
+                chunks.append(TraceChunk.model_validate(raw))
+            else:
+                chunks.extend(TraceDocument.model_validate(raw).to_chunks(chunk_chars))
+        except (json.JSONDecodeError, ValidationError) as exc:
+            raise SystemExit(f"{path}:{number}: not a trace or chunk: {exc}") from exc
+    return chunks
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from cotwatch.adapters.kafka_producer import TraceProducer
+
+    chunks = read_chunks(Path(args.file), args.chunk_chars)
+    bootstrap, topic = args.bootstrap_servers, args.topic
+    if not (bootstrap and topic):
+        info = _stack_info()
+        bootstrap, topic = bootstrap or info.kafka_bootstrap_servers, topic or info.names.kafka_topic
+    with TraceProducer(bootstrap, topic) as producer:
+        sent = producer.send(chunks)
+    print(f"published {sent} chunks of {len({c.trace_key for c in chunks})} traces to {topic} at {bootstrap}")
+    return 0
+
+
+def _invoker_for(function: str, use_stack: bool) -> Any:
+    from cotwatch.local.invoker import LocalInvoker
+
+    invoker = LocalInvoker()
+    if use_stack:
+        logical_id = invoker.spec(function).logical_id
+        invoker.set_environment(logical_id, _stack_info().env_for(logical_id))
+    return invoker
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    event = json.loads(Path(args.event).read_text(encoding="utf-8"))
+    invoker = _invoker_for(args.function, use_stack=not args.env_from_shell)
+    response = invoker.invoke(args.function, event)
+    print(json.dumps(response, indent=2, default=str))
+    return 0
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    from cotwatch.local.poller import EventSourcePoller, PollerConfig, S3Destination
+
+    info = _stack_info()
+    invoker = _invoker_for(args.function, use_stack=True)
+    config = PollerConfig(
+        bootstrap_servers=info.kafka_bootstrap_servers,
+        topics=(info.names.kafka_topic,),
+        function_name=args.function,
+        batch_size=args.batch_size,
+        batching_window_ms=args.batching_window_ms,
+    )
+    from cotwatch.local.demo import applied_env
+
+    with applied_env(info.aws_env):
+        destination = S3Destination(info.names.name("DataBucket"))
+        with EventSourcePoller(config, invoker.handler(args.function), on_failure=destination) as poller:
+            stats = poller.run_until_drained(idle_timeout_s=args.idle_s) if args.drain else poller.run_forever()
+    print(stats.model_dump_json(indent=2, exclude={"invocation_ms"}))
+    return 0
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    from cotwatch.local.stack import LocalStack, export_lines
+
+    stack = LocalStack()
+    if args.action == "up":
+        info = stack.up()
+        if args.exports:
+            print(export_lines({**info.aws_env, "KAFKA_BOOTSTRAP_SERVERS": info.kafka_bootstrap_servers}))
+        else:
+            print(f"kafka  {info.kafka_bootstrap_servers}  topic {info.names.kafka_topic}")
+            print(f"moto   {info.aws_endpoint_url}")
+            for logical_id, resource in sorted(info.names.resources.items()):
+                print(f"  {logical_id:<18} {resource.ref}")
+        return 0
+    status = stack.down() if args.action == "down" else stack.status()
+    for service in (status.kafka, status.moto):
+        state = "running" if service.running else "stopped"
+        origin = "started by cotwatch" if service.managed else "external"
+        print(f"{service.name:<6} {state:<8} {service.address or '-':<24} ({origin})")
+    return 0 if args.action == "down" or status.up else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cotwatch.local.demo import render, run_demo
+
+    report = run_demo(
+        traces=Path(args.traces) if args.traces else None,
+        chunk_chars=args.chunk_chars,
+        keep_running=args.keep_running,
+        out=sys.stdout,
+    )
+    render(report, sys.stdout)
+    return 0 if report.drained and not report.failed_batches else 1
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    text = json.dumps(TraceChunk.model_json_schema(), indent=2) + "\n"
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cotwatch", description="Chain-of-thought monitor for reasoning models.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the whole pipeline locally on the bundled demo traces")
+    demo.add_argument("--traces", help="JSONL of traces instead of the bundled demo set")
+    demo.add_argument("--chunk-chars", type=int, default=1500)
+    demo.add_argument("--keep-running", action="store_true", help="leave the stack up afterwards")
+    demo.set_defaults(func=cmd_demo)
+
+    produce = sub.add_parser("produce", help="publish traces (JSONL) to Kafka, split into chunks")
+    produce.add_argument("file")
+    produce.add_argument("--bootstrap-servers", help="default: the local stack's broker")
+    produce.add_argument("--topic", help="default: the local stack's traces topic")
+    produce.add_argument("--chunk-chars", type=int, default=1500)
+    produce.set_defaults(func=cmd_produce)
+
+    invoke = sub.add_parser("invoke", help="run one function's handler in-process on an event file")
+    invoke.add_argument("function", help="folder name (score_traces) or logical id (ScoreTracesFunction)")
+    invoke.add_argument("event", help="event JSON file, e.g. events/score_traces_msk.json")
+    invoke.add_argument(
+        "--env-from-shell", action="store_true", help="take settings from the environment, not the local stack"
+    )
+    invoke.set_defaults(func=cmd_invoke)
+
+    poll = sub.add_parser("poll", help="run the local Kafka event-source poller for a function")
+    poll.add_argument("--function", default="score_traces")
+    poll.add_argument("--batch-size", type=int, default=100)
+    poll.add_argument("--batching-window-ms", type=int, default=500)
+    poll.add_argument("--drain", action="store_true", help="stop once the topic is drained")
+    poll.add_argument("--idle-s", type=float, default=3.0)
+    poll.set_defaults(func=cmd_poll)
+
+    local = sub.add_parser("local", help="the local stack: Kafka broker + moto server + resources")
+    local.add_argument("action", choices=["up", "down", "status"])
+    local.add_argument("--exports", action="store_true", help="with up: print shell exports for the endpoints")
+    local.set_defaults(func=cmd_local)
+
+    schema = sub.add_parser("schema", help="print (or write) the JSON Schema of a trace chunk")
+    schema.add_argument("--out", help=f"write here, e.g. {SCHEMA_PATH}")
+    schema.set_defaults(func=cmd_schema)
+
+    try:
+        from cotwatch.detection.commands import register
+    except ImportError:  # the detection commands need the ml extra
+        pass
+    else:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if not args.verbose:
+        # kafka-python logs every refused connection while a broker starts; the stack reports real failures.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

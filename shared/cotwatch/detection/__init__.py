@@ -1,0 +1,1 @@
+"""Detection: windowing, embedding, per-category scoring, calibration and disposition of trace chunks."""

@@ -1,0 +1,204 @@
+"""The local stack: a real Kafka broker and a moto server, plus the resources of ``template.yaml``.
+
+Modules:
+
+- :mod:`cotwatch.local.kafka_broker` -- :class:`KafkaBroker`, a single-node KRaft broker from Maven jars.
+- :mod:`cotwatch.local.moto_server` -- :class:`MotoServer`, ``moto_server`` as a detached process.
+- :mod:`cotwatch.local.resources` -- a CloudFormation-aware template reader; creates tables, buckets,
+  topics and the Kafka topic; resolves a function's environment to local names.
+- :mod:`cotwatch.local.stack` -- :class:`LocalStack` (``cotwatch local up|down|status``).
+
+This module holds the small process and path helpers the others share. It imports only the standard
+library so that importing :mod:`cotwatch.local.resources` never needs kafka-python or moto.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "LOCAL_ACCOUNT_ID",
+    "LOCAL_REGION",
+    "LOCAL_STACK_NAME",
+    "LocalStackError",
+    "default_state_root",
+    "file_lock",
+    "find_free_port",
+    "pid_alive",
+    "port_is_free",
+    "read_json",
+    "repo_root",
+    "tail",
+    "terminate_pid",
+    "write_json",
+]
+
+LOCAL_STACK_NAME = "cotwatch-local"
+# moto's default account: ARNs we compute match the ones moto returns.
+LOCAL_ACCOUNT_ID = "123456789012"
+LOCAL_REGION = "us-east-1"
+
+
+class LocalStackError(RuntimeError):
+    """A local service could not be set up, started or reached."""
+
+
+def repo_root() -> Path:
+    """The cotwatch checkout: ``$COTWATCH_REPO_ROOT``, else the folder above this package holding
+    ``infra/kafka/pom.xml`` (editable install), else the nearest such folder above the working directory."""
+    env = os.environ.get("COTWATCH_REPO_ROOT")
+    if env:
+        return Path(env).resolve()
+    for start in (Path(__file__).resolve().parent, Path.cwd().resolve()):
+        for candidate in (start, *start.parents):
+            if (candidate / "infra" / "kafka" / "pom.xml").is_file() and (candidate / "template.yaml").is_file():
+                return candidate
+    raise LocalStackError("cannot find the cotwatch repository; set COTWATCH_REPO_ROOT")
+
+
+def default_state_root() -> Path:
+    """Where pidfiles, logs and broker data live: ``<repo>/.cotwatch`` (git-ignored)."""
+    return repo_root() / ".cotwatch"
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # No SO_REUSEADDR: a port in TIME_WAIT from a broker we just stopped counts as taken, as the
+        # JVM's own bind would see it.
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def find_free_port(preferred: int | None = None, host: str = "127.0.0.1", avoid: set[int] | None = None) -> int:
+    """``preferred`` when it is free, otherwise one the kernel hands out."""
+    avoid = avoid or set()
+    if preferred and preferred not in avoid and port_is_free(preferred, host):
+        return preferred
+    for _ in range(20):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in avoid:
+            return port
+    raise LocalStackError("no free TCP port on loopback")
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses; the state follows the last ')'.
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def pid_alive(pid: int, cmdline_marker: str | None = None) -> bool:
+    """Whether ``pid`` runs and is not a zombie; with ``cmdline_marker``, also that its command line
+    contains it (a pidfile can outlive its process and the pid be reused by another program)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    if _proc_state(pid) == "Z":
+        return False
+    if cmdline_marker is not None:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return True  # no /proc: trust kill(0)
+        return cmdline_marker in cmdline
+    return True
+
+
+def terminate_pid(pid: int, *, timeout: float = 20.0, kill_timeout: float = 5.0) -> bool:
+    """SIGTERM, wait up to ``timeout``, then SIGKILL. The process runs in its own session, so the whole
+    process group is signalled. True when it is gone."""
+
+    def signal_group(sig: signal.Signals) -> None:
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def wait_gone(limit: float) -> bool:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            _reap(pid)
+            if not pid_alive(pid):
+                return True
+            time.sleep(0.1)
+        _reap(pid)
+        return not pid_alive(pid)
+
+    if not pid_alive(pid):
+        _reap(pid)
+        return True
+    signal_group(signal.SIGTERM)
+    if wait_gone(timeout):
+        return True
+    signal_group(signal.SIGKILL)
+    return wait_gone(kill_timeout)
+
+
+def _reap(pid: int) -> None:
+    # When this process started the child, it stays a zombie until we wait for it.
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock, so two processes do not start (or fetch jars for) the same service."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write atomically: a reader in another process never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    """The last lines of a log, for error messages."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])

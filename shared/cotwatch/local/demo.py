@@ -1,0 +1,189 @@
+"""``cotwatch demo``: the whole pipeline on this machine, from Kafka to alerts, in one command.
+
+Start the stack (real Kafka broker + moto server), publish the bundled demo traces (and one malformed
+record, to show dead-lettering), run the local event-source poller with the scorer handler until the topic
+is drained, then read back what a safety engineer would look at: alerts, counters and dead letters.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import boto3
+
+from cotwatch.local.stack import LocalStack, LocalStackInfo
+from cotwatch.trace import TraceDocument
+
+SCORER = "ScoreTracesFunction"
+MALFORMED_VALUE = b'{"trace_id": "demo-broken", "model": "o-mini-2026", "text": "cut off mid-'
+
+
+def load_documents(path: Path | None = None) -> list[TraceDocument]:
+    if path is None:
+        text = (importlib.resources.files("cotwatch") / "data" / "demo_traces.jsonl").read_text(encoding="utf-8")
+    else:
+        text = path.read_text(encoding="utf-8")
+    return [TraceDocument.model_validate_json(line) for line in text.splitlines() if line.strip()]
+
+
+@contextmanager
+def applied_env(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+@dataclass
+class DemoReport:
+    traces: int
+    chunks: int
+    alerts: list[dict[str, Any]]
+    counters: dict[str, int]
+    dead_letters: list[str]
+    failed_batches: list[str]
+    batches: int
+    drained: bool
+    mismatches: list[str] = field(default_factory=list)
+
+
+def read_back(info: LocalStackInfo) -> tuple[list[dict[str, Any]], dict[str, int], list[str], list[str]]:
+    """Alerts, counters by metric, dead-letter and failed-batch object keys, from moto."""
+    ddb = boto3.resource("dynamodb")
+    alerts: list[dict[str, Any]] = []
+    table = ddb.Table(info.names.name("AlertsTable"))
+    kwargs: dict[str, Any] = {}
+    while True:
+        page = table.scan(**kwargs)
+        alerts += page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    counters: dict[str, int] = {}
+    for item in ddb.Table(info.names.name("CountersTable")).scan().get("Items", []):
+        if str(item["pk"]).startswith("hour#"):
+            category = str(item["category"])
+            metric = str(item["metric"]) + ("" if category == "-" else f":{category}")
+            counters[metric] = counters.get(metric, 0) + int(str(item["count"]))
+    s3 = boto3.client("s3")
+    bucket = info.names.name("DataBucket")
+
+    def keys(prefix: str) -> list[str]:
+        return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+
+    return alerts, counters, keys("dead-letters/"), keys("failed-batches/")
+
+
+def check_expectations(docs: Iterable[TraceDocument], alerts: list[dict[str, Any]]) -> list[str]:
+    """Compare raised alerts with each demo trace's ``expect`` list."""
+    raised: dict[tuple[str, str], set[str]] = {}
+    for alert in alerts:
+        raised.setdefault((str(alert["tenant"]), str(alert["trace_id"])), set()).add(str(alert["category"]))
+    problems = []
+    for doc in docs:
+        got = raised.get((doc.tenant, doc.trace_id), set())
+        missing, extra = set(doc.expect) - got, got - set(doc.expect)
+        if missing:
+            problems.append(f"{doc.trace_id}: expected {sorted(missing)} but no alert")
+        if extra and not doc.expect:
+            problems.append(f"{doc.trace_id}: benign trace alerted {sorted(extra)}")
+    return problems
+
+
+def run_demo(
+    *, traces: Path | None = None, chunk_chars: int = 1500, keep_running: bool = False, out: TextIO
+) -> DemoReport:
+    from cotwatch.adapters.kafka_producer import TraceProducer
+    from cotwatch.local.invoker import LocalInvoker
+    from cotwatch.local.poller import EventSourcePoller, PollerConfig, S3Destination
+
+    docs = load_documents(traces)
+    stack = LocalStack()
+    was_up = stack.status().up
+    out.write("starting the local stack (Kafka broker + moto server)…\n" if not was_up else "using the running stack\n")
+    info = stack.up()
+    try:
+        with applied_env(info.aws_env):
+            chunks = [c for doc in docs for c in doc.to_chunks(chunk_chars)]
+            with TraceProducer(info.kafka_bootstrap_servers, info.names.kafka_topic) as producer:
+                producer.send(chunks)
+                producer.send_raw(MALFORMED_VALUE, key=b"demo-broken")
+            out.write(f"published {len(docs)} traces as {len(chunks)} chunks (+1 malformed record) ")
+            out.write(f"to {info.names.kafka_topic}\n")
+            env = {**info.env_for(SCORER), "POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
+            invoker = LocalInvoker(environments={SCORER: env})
+            config = PollerConfig(
+                bootstrap_servers=info.kafka_bootstrap_servers,
+                topics=(info.names.kafka_topic,),
+                function_name="score_traces",
+                group_id=f"cotwatch-demo-{uuid.uuid4().hex[:8]}",
+                batch_size=50,
+            )
+            out.write("scoring: the local event-source poller invokes score_traces in-process…\n")
+            destination = S3Destination(info.names.name("DataBucket"))
+            log_path = stack.state_root / "logs" / "score_traces.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            out.write(f"function logs and EMF metrics (what CloudWatch would get): {log_path}\n")
+            # The handler writes structured logs and metrics to stdout, as on Lambda: keep them in a file.
+            with (
+                log_path.open("a", encoding="utf-8") as log,
+                redirect_stdout(log),
+                EventSourcePoller(config, invoker.handler(SCORER), on_failure=destination) as poller,
+            ):
+                stats = poller.run_until_drained(idle_timeout_s=3.0, max_duration_s=900)
+            alerts, counters, dead, failed = read_back(info)
+        ids = {(d.tenant, d.trace_id) for d in docs}
+        ours = [a for a in alerts if (a["tenant"], a["trace_id"]) in ids]
+        return DemoReport(
+            traces=len(docs),
+            chunks=len(chunks),
+            alerts=ours,
+            counters=counters,
+            dead_letters=dead,
+            failed_batches=failed,
+            batches=stats.batches,
+            drained=stats.drained,
+            mismatches=check_expectations(docs, ours),
+        )
+    finally:
+        if not was_up and not keep_running:
+            out.write("stopping the local stack\n")
+            stack.down()
+
+
+def render(report: DemoReport, out: TextIO) -> None:
+    rows = sorted(report.alerts, key=lambda a: (-int(a["severity"]), str(a["trace_id"]), str(a["category"])))
+    header = f"{'trace':<38} {'tenant':<14} {'category':<17} {'sev':>3} {'score':>6} {'disposition':<11} evidence"
+    out.write(f"\nALERTS ({len(rows)})\n{header}\n{'-' * len(header)}\n")
+    for a in rows:
+        evidence = a.get("evidence") or []
+        excerpt = str(evidence[0]["excerpt"]) if evidence else ""
+        out.write(
+            f"{a['trace_id']:<38} {a['tenant']:<14} {a['category']:<17} {int(a['severity']):>3} "
+            f"{float(a['score']):>6.3f} {a['disposition']:<11} {excerpt[:60]}\n"
+        )
+    out.write("\nCOUNTERS\n")
+    for metric, count in sorted(report.counters.items()):
+        out.write(f"  {metric:<36} {count}\n")
+    out.write(f"\nDEAD LETTERS ({len(report.dead_letters)}): {', '.join(report.dead_letters) or '-'}\n")
+    out.write(f"FAILED BATCHES ({len(report.failed_batches)}): {', '.join(report.failed_batches) or '-'}\n")
+    out.write(f"\n{report.traces} traces, {report.chunks} chunks, {report.batches} batches, drained={report.drained}\n")
+    if report.mismatches:
+        out.write(f"expectations not met ({len(report.mismatches)}):\n")
+        for line in report.mismatches:
+            out.write(f"  - {line}\n")
+    else:
+        out.write("every unsafe demo trace alerted its expected categories; no benign trace alerted\n")

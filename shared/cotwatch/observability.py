@@ -1,0 +1,41 @@
+"""Names shared by the code that emits logs and metrics and the template that alarms on them.
+
+Metrics go out in CloudWatch embedded metric format (powertools ``Metrics``) in namespace ``NAMESPACE`` with
+exactly one dimension, ``service`` = ``SERVICE`` (what powertools adds for ``service=``). The alarms and the
+dashboard in template.yaml select that dimension set, so a metric emitted with extra dimensions (a
+``function_name`` default dimension, say) is invisible to them.
+
+YAML cannot import this module: tests/template checks that template.yaml uses these exact strings.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+NAMESPACE: Final = "cotwatch"
+SERVICE: Final = "cotwatch"
+SERVICE_DIMENSION: Final = "service"
+
+# EMF metric names (namespace NAMESPACE, dimension service=SERVICE).
+RECORDS_RECEIVED: Final = "RecordsReceived"
+RECORDS_SCORED: Final = "RecordsScored"
+RECORDS_DEAD_LETTERED: Final = "RecordsDeadLettered"  # alarmed: DeadLettersAlarm
+RECORDS_FAILED: Final = "RecordsFailed"  # reported to Lambda as batch item failures, then retried
+ALERTS_RAISED: Final = "AlertsRaised"  # alarmed: AlertRateAlarm (alert-rate spike)
+ALERTS_ESCALATED: Final = "AlertsEscalated"
+WINDOWS_SCORED: Final = "WindowsScored"
+ROLLUP_ROWS_WRITTEN: Final = "RollupRowsWritten"
+
+METRICS: Final = frozenset(
+    {
+        RECORDS_RECEIVED,
+        RECORDS_SCORED,
+        RECORDS_DEAD_LETTERED,
+        RECORDS_FAILED,
+        ALERTS_RAISED,
+        ALERTS_ESCALATED,
+        WINDOWS_SCORED,
+        ROLLUP_ROWS_WRITTEN,
+    }
+)
+"""Every custom metric name; the dashboard shows each of them (a test checks)."""

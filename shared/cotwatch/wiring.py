@@ -1,0 +1,39 @@
+"""Composition root: turn validated settings into use cases with their AWS adapters."""
+
+from __future__ import annotations
+
+from cotwatch.adapters.aws import (
+    DynamoAlertStore,
+    DynamoCounterStore,
+    DynamoTraceStateStore,
+    S3DeadLetterSink,
+    SnsAlertPublisher,
+)
+from cotwatch.config import RollupSettings, ScorerSettings
+from cotwatch.detection.factory import build_monitor
+from cotwatch.pipeline import ScoreTraces
+from cotwatch.rollup import RollupCounters, S3RollupWriter
+
+
+def build_score_traces(settings: ScorerSettings) -> ScoreTraces:
+    monitor = build_monitor(
+        embedding_model=settings.embedding_model,
+        embedding_backend=settings.embedding_backend,
+        taxonomy_path=settings.taxonomy_path,
+        calibration_path=settings.calibration_path,
+    )
+    return ScoreTraces(
+        monitor=monitor,
+        alerts=DynamoAlertStore(settings.alerts_table),
+        publisher=SnsAlertPublisher(settings.alerts_topic_arn),
+        states=DynamoTraceStateStore(settings.trace_state_table, ttl_days=settings.trace_state_ttl_days),
+        counters=DynamoCounterStore(settings.counters_table, ttl_days=settings.counter_ttl_days),
+        dead_letters=S3DeadLetterSink(settings.data_bucket, prefix=settings.dead_letter_prefix),
+    )
+
+
+def build_rollup(settings: RollupSettings) -> RollupCounters:
+    return RollupCounters(
+        counters=DynamoCounterStore(settings.counters_table),
+        writer=S3RollupWriter(settings.data_bucket, prefix=settings.rollup_prefix),
+    )
