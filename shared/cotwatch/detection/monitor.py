@@ -83,7 +83,7 @@ class TraceMonitor:
             texts.extend(w.text for w in windows)
             tails[chunk.trace_key] = (chunk.seq, chunk.segment, tail_of(chunk.text))
         # One encoder call for the whole batch: the expensive step amortises best this way.
-        scores = self._scorer.score(self._embedder.encode(texts)) if texts else None
+        scores = self._scorer.score(self._embedder.encode(texts), texts) if texts else None
         results: list[ChunkResult] = []
         for plan in planned:
             key = plan.chunk.trace_key

@@ -6,6 +6,7 @@ that category's unsafe exemplars, minus a penalty when it is even closer to a be
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,7 +33,9 @@ class WindowScorer(Protocol):
     @property
     def categories(self) -> list[str]: ...
 
-    def score(self, embeddings: Matrix) -> WindowScores: ...
+    def score(self, embeddings: Matrix, texts: Sequence[str] = ()) -> WindowScores:
+        """``texts`` are the windows behind ``embeddings`` (scorers with a lexical view use them)."""
+        ...
 
 
 class ExemplarScorer:
@@ -60,7 +63,7 @@ class ExemplarScorer:
     def categories(self) -> list[str]:
         return self._categories
 
-    def score(self, embeddings: Matrix) -> WindowScores:
+    def score(self, embeddings: Matrix, texts: Sequence[str] = ()) -> WindowScores:
         n = embeddings.shape[0]
         raw = np.zeros((n, len(self._categories)), dtype=np.float64)
         matches: list[list[tuple[str, ...]]] = [[() for _ in self._categories] for _ in range(n)]

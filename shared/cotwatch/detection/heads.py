@@ -1,0 +1,199 @@
+"""Trained per-category heads: a multinomial logistic regression on sentence embeddings, fused with a
+small hashed word n-gram model, plus nearest-exemplar similarity from the taxonomy.
+
+Why two views: the embedding head generalises across phrasings but is nearly blind to stance and negation
+("I want more compute" vs "more compute would be unimportant to me"); the lexical head sees those words.
+Both are trained on cotwatch's own synthetic data (``cotwatch.detection.synth``), never on dev rows.
+
+The artifact is one ``.npz`` (a few hundred KB) holding both heads and a JSON manifest; it is rebuilt by
+``python training/train_heads.py``. Inference needs numpy only.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import re
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from cotwatch.detection.embedding import Embedder, Matrix
+from cotwatch.detection.scorer import WindowScores
+from cotwatch.detection.taxonomy import Taxonomy
+
+BENIGN = "benign"
+HEADS_DIR = "heads"
+_WORD = re.compile(r"[a-z0-9']+")
+F64 = npt.NDArray[np.float64]
+
+
+def lexical_features(texts: Sequence[str], n_features: int) -> tuple[list[list[int]], list[list[float]]]:
+    """Hashed binary unigrams and bigrams, L2-normalised: (indices, values) per text."""
+    idx: list[list[int]] = []
+    val: list[list[float]] = []
+    for text in texts:
+        toks = _WORD.findall(text.lower())
+        grams = set(toks) | {f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False)}
+        cols = sorted({zlib.crc32(g.encode()) % n_features for g in grams})
+        idx.append(cols)
+        val.append([1.0 / np.sqrt(len(cols))] * len(cols) if cols else [])
+    return idx, val
+
+
+def model_key(embedder_name: str) -> str:
+    """The encoder part of an embedder's name: heads do not care whether it runs on torch or ONNX."""
+    for suffix in (":torch", ":onnx", ":openvino"):
+        if embedder_name.endswith(suffix):
+            return embedder_name[: -len(suffix)]
+    return embedder_name
+
+
+@dataclass(frozen=True)
+class HeadModel:
+    """Weights of both heads. ``classes[0]`` is always ``benign``."""
+
+    version: str
+    encoder: str
+    classes: list[str]
+    emb_w: F64  # (k, d)
+    emb_b: F64  # (k,)
+    lex_n_features: int
+    lex_cols: npt.NDArray[np.int64]  # (m,) hashed columns that carry weight, sorted
+    lex_w: F64  # (m, k)
+    lex_b: F64  # (k,)
+    lex_weight: float
+
+    def log_odds(self, embeddings: Matrix, texts: Sequence[str]) -> F64:
+        """(n, k-1): log p(category) - log p(benign) for each non-benign class, both heads fused."""
+        emb = _log_softmax(embeddings.astype(np.float64) @ self.emb_w.T + self.emb_b)
+        out = emb[:, 1:] - emb[:, :1]
+        if self.lex_weight > 0 and len(texts):
+            lex_logits = np.tile(self.lex_b, (len(texts), 1))
+            idx, val = lexical_features(texts, self.lex_n_features)
+            for row, (cols, vals) in enumerate(zip(idx, val, strict=True)):
+                pos = np.searchsorted(self.lex_cols, cols)
+                pos = np.minimum(pos, len(self.lex_cols) - 1)
+                hit = self.lex_cols[pos] == np.asarray(cols, dtype=np.int64)
+                if hit.any():
+                    lex_logits[row] += np.asarray(vals)[hit] @ self.lex_w[pos[hit]]
+            lex = _log_softmax(lex_logits)
+            out = out + self.lex_weight * (lex[:, 1:] - lex[:, :1])
+        return out
+
+    def save(self, path: str | Path) -> None:
+        manifest = {
+            "version": self.version,
+            "encoder": self.encoder,
+            "classes": self.classes,
+            "lex_n_features": self.lex_n_features,
+            "lex_weight": self.lex_weight,
+        }
+        np.savez_compressed(
+            path,
+            manifest=np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8),
+            emb_w=self.emb_w.astype(np.float32),
+            emb_b=self.emb_b.astype(np.float32),
+            lex_cols=self.lex_cols.astype(np.int32),
+            lex_w=self.lex_w.astype(np.float16),
+            lex_b=self.lex_b.astype(np.float32),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> HeadModel:
+        with np.load(path, allow_pickle=False) as data:
+            manifest = json.loads(bytes(data["manifest"]).decode())
+            return cls(
+                version=manifest["version"],
+                encoder=manifest["encoder"],
+                classes=list(manifest["classes"]),
+                emb_w=data["emb_w"].astype(np.float64),
+                emb_b=data["emb_b"].astype(np.float64),
+                lex_n_features=int(manifest["lex_n_features"]),
+                lex_cols=data["lex_cols"].astype(np.int64),
+                lex_w=data["lex_w"].astype(np.float64),
+                lex_b=data["lex_b"].astype(np.float64),
+                lex_weight=float(manifest["lex_weight"]),
+            )
+
+
+def _log_softmax(z: F64) -> F64:
+    z = z - z.max(axis=1, keepdims=True)
+    out: F64 = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return out
+
+
+def builtin_heads() -> list[Path]:
+    root = importlib.resources.files("cotwatch") / "data" / HEADS_DIR
+    if not root.is_dir():
+        return []
+    return sorted(Path(str(p)) for p in root.iterdir() if p.name.endswith(".npz"))
+
+
+def find_heads(embedder_name: str, path: str | Path | None = None) -> HeadModel | None:
+    """The head trained for this encoder: ``path`` if given, else a built-in artifact whose encoder matches."""
+    if path:
+        return HeadModel.load(path)
+    key = model_key(embedder_name)
+    for candidate in builtin_heads():
+        model = HeadModel.load(candidate)
+        if model.encoder == key:
+            return model
+    return None
+
+
+class HeadScorer:
+    """Scores windows with trained heads; categories the heads do not know (added by a user's taxonomy)
+    fall back to exemplar similarity, and close matches to any exemplar add to the head's score so that
+    user-supplied exemplars take effect without retraining."""
+
+    EXEMPLAR_FLOOR = 0.72  # cosine similarity above which a match to an exemplar adds to the score
+    EXEMPLAR_GAIN = 12.0  # log-odds per unit of similarity above the floor
+    FALLBACK_SCALE = 20.0  # maps exemplar similarity margins onto a log-odds-like range
+
+    def __init__(self, taxonomy: Taxonomy, embedder: Embedder, heads: HeadModel) -> None:
+        self._heads = heads
+        self._categories = taxonomy.category_ids
+        self._head_index = {c: i for i, c in enumerate(heads.classes[1:])}
+        self._pos: list[Matrix] = []
+        self._pos_ids: list[list[str]] = []
+        negatives = list(taxonomy.benign_reasoning)
+        for cat in taxonomy.categories.values():
+            self._pos.append(embedder.encode([e.text for e in cat.exemplars]))
+            self._pos_ids.append([e.id for e in cat.exemplars])
+            negatives.extend(cat.benign_lookalikes)
+        self._neg = embedder.encode([e.text for e in negatives]) if negatives else None
+        self._version = f"heads-v1/{heads.version}/{taxonomy.version}/{embedder.name}"
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    @property
+    def categories(self) -> list[str]:
+        return self._categories
+
+    def score(self, embeddings: Matrix, texts: Sequence[str] = ()) -> WindowScores:
+        n = embeddings.shape[0]
+        raw = np.zeros((n, len(self._categories)), dtype=np.float64)
+        matches: list[list[tuple[str, ...]]] = [[() for _ in self._categories] for _ in range(n)]
+        if n == 0:
+            return WindowScores(self._categories, raw, matches)
+        odds = self._heads.log_odds(embeddings, texts if len(texts) == n else [""] * n)
+        neg = (embeddings @ self._neg.T).max(axis=1) if self._neg is not None else np.zeros(n)
+        for c, (category, pos, ids) in enumerate(zip(self._categories, self._pos, self._pos_ids, strict=True)):
+            sims = embeddings @ pos.T
+            best = sims.max(axis=1).astype(np.float64)
+            head = self._head_index.get(category)
+            if head is None:
+                raw[:, c] = self.FALLBACK_SCALE * (best - 0.5 * np.maximum(neg - best, 0.0) - 0.5)
+            else:
+                raw[:, c] = odds[:, head] + self.EXEMPLAR_GAIN * np.maximum(best - self.EXEMPLAR_FLOOR, 0.0)
+            top = np.argsort(-sims, axis=1)[:, :2]
+            for i in range(n):
+                matches[i][c] = tuple(ids[j] for j in top[i])
+        return WindowScores(self._categories, raw, matches)
