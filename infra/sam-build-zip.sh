@@ -10,19 +10,23 @@
 # script creates on first use (from PyPI).
 #
 # Usage: infra/sam-build-zip.sh [BUILD_DIR]      (default: .aws-sam/build-zip)
+#        infra/sam-build-zip.sh --install-only  (just make sure .venv-sam has the SAM CLI)
 # Environment: SAM_VENV overrides the virtualenv location.
 set -euo pipefail
 
 SAM_CLI_VERSION=1.170.0
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${SAM_VENV:-$root/.venv-sam}
-build_dir=${1:-$root/.aws-sam/build-zip}
 
 if ! "$venv/bin/sam" --version 2>/dev/null | grep -qF "$SAM_CLI_VERSION"; then
   echo "installing aws-sam-cli==$SAM_CLI_VERSION into $venv" >&2
   python3.11 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "aws-sam-cli==$SAM_CLI_VERSION"
 fi
+if [[ ${1:-} == --install-only ]]; then
+  exit 0
+fi
+build_dir=${1:-$root/.aws-sam/build-zip}
 
 export SAM_CLI_TELEMETRY=0
 cd "$root"

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from cotwatch import observability as obs
 from cotwatch.config import ScorerSettings
 from cotwatch.kafka_event import parse_kafka_event
-from cotwatch.pipeline import Outcome
+from cotwatch.pipeline import Outcome, RecordResult
 from cotwatch.wiring import build_score_traces
 
 logger = Logger(service=obs.SERVICE)
@@ -31,7 +31,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     batch = parse_kafka_event(event)  # a malformed envelope fails the whole batch: Lambda retries it
     prepared = use_case.prepare(batch.records)
     records = {r.record_id: r for r in batch.records}
-    metrics.add_metric(name=obs.RECORDS_RECEIVED, unit=MetricUnit.Count, value=len(records))
+    results: list[RecordResult] = []
 
     def handle(record: KafkaEventRecord) -> None:  # powertools passes it as `record=`
         kafka_record = records[f"{record.topic}-{record.partition}@{record.offset}"]
@@ -40,16 +40,18 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             logger.warning(
                 "dead-lettered record", extra={"record": kafka_record.record_id, "to": result.dead_letter_location}
             )
-            metrics.add_metric(name=obs.RECORDS_DEAD_LETTERED, unit=MetricUnit.Count, value=1)
-            return
-        metrics.add_metric(name=obs.RECORDS_SCORED, unit=MetricUnit.Count, value=1)
-        if result.alerts_created:
-            metrics.add_metric(name=obs.ALERTS_RAISED, unit=MetricUnit.Count, value=result.alerts_created)
-        if result.alerts_escalated:
-            metrics.add_metric(name=obs.ALERTS_ESCALATED, unit=MetricUnit.Count, value=result.alerts_escalated)
+        results.append(result)
 
     response: dict[str, Any] = process_partial_response(event, handle, processor, context)  # type: ignore[assignment]
-    failures = len(response.get("batchItemFailures", []))
-    if failures:
-        metrics.add_metric(name=obs.RECORDS_FAILED, unit=MetricUnit.Count, value=failures)
+    # One data point per metric and batch: EMF caps a metric at 100 values per document.
+    counts = {
+        obs.RECORDS_RECEIVED: len(records),
+        obs.RECORDS_SCORED: sum(r.outcome is Outcome.SCORED for r in results),
+        obs.RECORDS_DEAD_LETTERED: sum(r.outcome is Outcome.DEAD_LETTERED for r in results),
+        obs.RECORDS_FAILED: len(response.get("batchItemFailures", [])),
+        obs.ALERTS_RAISED: sum(r.alerts_created for r in results),
+        obs.ALERTS_ESCALATED: sum(r.alerts_escalated for r in results),
+    }
+    for name, value in counts.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     return response

@@ -1,13 +1,14 @@
 """Packaging: the scorer's image recipe and build context, the shared layer, and a real `sam build` of the
 zip-packaged part (RollupFunction + SharedLayer).
 
-The image build itself needs a Docker engine, so it is checked statically here. The `sam build` test runs
-infra/sam-build-zip.sh, which installs the SAM CLI into .venv-sam on first use (from PyPI); it runs when
-that virtualenv exists, in CI, or with COTWATCH_SAM_BUILD=1, and is skipped otherwise.
+The image build itself needs a Docker engine, so it is checked statically here. The tests that need the SAM
+CLI use infra/sam-build-zip.sh, which installs it into .venv-sam on first use (from PyPI); they run when that
+virtualenv exists, in CI, or with COTWATCH_SAM_BUILD=1, and are skipped otherwise.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -21,7 +22,27 @@ from tests.template.support import REPO
 
 DOCKERFILE = REPO / "functions" / "score_traces" / "Dockerfile"
 BUILD_SCRIPT = REPO / "infra" / "sam-build-zip.sh"
-SAM = REPO / ".venv-sam" / "bin" / "sam"
+SAM_VENV = Path(os.environ.get("SAM_VENV") or REPO / ".venv-sam")  # as infra/sam-build-zip.sh
+# docker-py's own filter, which the SAM CLI uses to build the context it sends to Docker.
+EXCLUDE_PATHS = (
+    "import json, sys; from docker.utils.build import exclude_paths; "
+    "print(json.dumps(sorted(exclude_paths(sys.argv[1], json.loads(sys.argv[2]), dockerfile=sys.argv[3]))))"
+)
+
+
+def sam_cli_enabled() -> bool:
+    return (
+        (SAM_VENV / "bin" / "sam").exists() or bool(os.environ.get("CI")) or os.environ.get("COTWATCH_SAM_BUILD") == "1"
+    )
+
+
+@pytest.fixture(scope="module")
+def sam_venv() -> Path:
+    """.venv-sam with the pinned SAM CLI (installed on first use), or a skip."""
+    if not sam_cli_enabled():
+        pytest.skip("run infra/sam-build-zip.sh once, or set COTWATCH_SAM_BUILD=1, to enable")
+    subprocess.run(["bash", str(BUILD_SCRIPT), "--install-only"], cwd=REPO, check=True, timeout=840)
+    return SAM_VENV
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -76,19 +97,29 @@ def test_the_image_carries_the_package_and_the_handler() -> None:
     assert cmd == '["app.lambda_handler"]'
 
 
-def test_the_build_context_sends_only_what_the_dockerfile_copies(template: dict[str, Any]) -> None:
-    build = pytest.importorskip("docker.utils.build")
+def test_the_build_context_sends_only_what_the_dockerfile_copies(
+    template: dict[str, Any], request: pytest.FixtureRequest
+) -> None:
     # Given the context and Dockerfile that sam build hands to Docker
     metadata = template["Resources"]["ScoreTracesFunction"]["Metadata"]
     context = (REPO / metadata["DockerContext"]).resolve()
     assert (context / metadata["Dockerfile"]).resolve() == DOCKERFILE
     # When the context is filtered by its .dockerignore the way the SAM CLI's Docker client does it
+    # (docker-py: here if installed, else the one in the SAM CLI's virtualenv)
     patterns = [
         line.strip()
         for line in (context / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    sent = set(build.exclude_paths(str(context), patterns, dockerfile=metadata["Dockerfile"]))
+    args = [EXCLUDE_PATHS, str(context), json.dumps(patterns), metadata["Dockerfile"]]
+    result = subprocess.run([sys.executable, "-c", *args], capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        python = request.getfixturevalue("sam_venv") / "bin" / "python"
+        own_env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+        result = subprocess.run(
+            [str(python), "-c", *args], env=own_env, capture_output=True, text=True, timeout=60, check=True
+        )
+    sent = set(json.loads(result.stdout))
     # Then every COPY source is in it
     for op, args in dockerfile_instructions():
         if op == "COPY":
@@ -121,14 +152,7 @@ def test_the_rollup_function_folder_has_its_dependency_manifest(template: dict[s
     assert (code / "requirements.txt").is_file()
 
 
-def sam_build_enabled() -> bool:
-    return SAM.exists() or bool(os.environ.get("CI")) or os.environ.get("COTWATCH_SAM_BUILD") == "1"
-
-
-@pytest.mark.skipif(
-    not sam_build_enabled(), reason="run infra/sam-build-zip.sh once, or set COTWATCH_SAM_BUILD=1, to enable"
-)
-def test_sam_build_of_the_zip_function_and_layer(tmp_path: Path) -> None:
+def test_sam_build_of_the_zip_function_and_layer(sam_venv: Path, tmp_path: Path) -> None:
     # Given a build directory
     build_dir = tmp_path / "build"
     # When the zip part of the template is built with the SAM CLI (no Docker)

@@ -73,3 +73,72 @@ def threshold_at_fpr(benign_scores: Sequence[float], target_fpr: float) -> float
 
 def save_calibration(calibration: Calibration, path: str | Path) -> None:
     Path(path).write_text(json.dumps(calibration.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
+
+
+def fit_thresholds(
+    benign_raw: dict[str, Sequence[float]], target_fpr: float, *, steps: int = 30
+) -> tuple[dict[str, float], float]:
+    """Per-category thresholds so that the share of benign texts flagged by ANY category is <= target.
+
+    Fitting each category at ``target_fpr`` alone would let the union reach K times the target, so the
+    per-category rate is searched between target/K and target. Returns (thresholds, benign union FPR).
+    """
+    cats = list(benign_raw)
+    matrix = np.array([list(benign_raw[c]) for c in cats], dtype=np.float64)  # (K, n)
+    if matrix.size == 0:
+        raise ValueError("need benign scores to fit thresholds")
+
+    def at(rate: float) -> tuple[dict[str, float], float]:
+        ts = {c: threshold_at_fpr(matrix[i].tolist(), rate) for i, c in enumerate(cats)}
+        flagged = np.zeros(matrix.shape[1], dtype=bool)
+        for i, c in enumerate(cats):
+            flagged |= matrix[i] >= ts[c]
+        return ts, float(flagged.mean())
+
+    lo, hi = target_fpr / max(len(cats), 1), target_fpr
+    best = at(lo)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        cand = at(mid)
+        if cand[1] <= target_fpr:
+            best, lo = cand, mid
+        else:
+            hi = mid
+    return best
+
+
+def fit_calibration(
+    benign_raw: dict[str, Sequence[float]],
+    *,
+    target_fpr: float,
+    version: str,
+    scorer_version: str,
+    base: Calibration | None = None,
+    tenant: str | None = None,
+) -> Calibration:
+    """A calibration whose thresholds hold the benign union FPR at ``target_fpr``.
+
+    Scale: the benign 90th percentile maps to a calibrated 0.1, so scores below the threshold still rank
+    texts and the severity bands above it widen with the spread of each category's scores.
+    With ``tenant``, only that tenant's overrides change and everything else is kept from ``base``.
+    """
+    thresholds, _ = fit_thresholds(benign_raw, target_fpr)
+    if tenant is not None:
+        if base is None:
+            raise ValueError("a tenant override needs a base calibration")
+        tenants = {k: dict(v) for k, v in base.tenants.items()}
+        tenants[tenant] = {c: round(t, 6) for c, t in thresholds.items()}
+        return base.model_copy(update={"tenants": tenants, "version": version})
+    categories: dict[str, CategoryCalibration] = {}
+    for c, t in thresholds.items():
+        q90 = float(np.quantile(np.asarray(benign_raw[c], dtype=np.float64), 0.9))
+        scale = max((t - q90) / math.log(9.0), 1e-3)
+        bands = base.categories[c].bands if base and c in base.categories else DEFAULT_BANDS
+        categories[c] = CategoryCalibration(threshold=round(t, 6), scale=round(scale, 6), bands=bands)
+    return Calibration(
+        version=version,
+        scorer_version=scorer_version,
+        target_fpr=target_fpr,
+        categories=categories,
+        tenants=dict(base.tenants) if base else {},
+    )

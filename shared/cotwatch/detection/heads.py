@@ -5,13 +5,16 @@ Why two views: the embedding head generalises across phrasings but is nearly bli
 ("I want more compute" vs "more compute would be unimportant to me"); the lexical head sees those words.
 Both are trained on cotwatch's own synthetic data (``cotwatch.detection.synth``), never on dev rows.
 
-The artifact is one ``.npz`` (a few hundred KB) holding both heads and a JSON manifest; it is rebuilt by
+The artifact is one JSON file (``data/heads-<encoder>.json``, a few hundred KB: a manifest plus the
+weights as a base64 ``.npz``; JSON so the package-data globs ship it) holding both heads; it is rebuilt by
 ``python training/train_heads.py``. Inference needs numpy only.
 """
 
 from __future__ import annotations
 
+import base64
 import importlib.resources
+import io
 import json
 import re
 import zlib
@@ -27,7 +30,7 @@ from cotwatch.detection.scorer import WindowScores
 from cotwatch.detection.taxonomy import Taxonomy
 
 BENIGN = "benign"
-HEADS_DIR = "heads"
+HEADS_GLOB = "heads-*.json"
 _WORD = re.compile(r"[a-z0-9']+")
 F64 = npt.NDArray[np.float64]
 
@@ -93,20 +96,23 @@ class HeadModel:
             "lex_n_features": self.lex_n_features,
             "lex_weight": self.lex_weight,
         }
+        buf = io.BytesIO()
         np.savez_compressed(
-            path,
-            manifest=np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8),
+            buf,
             emb_w=self.emb_w.astype(np.float32),
             emb_b=self.emb_b.astype(np.float32),
             lex_cols=self.lex_cols.astype(np.int32),
             lex_w=self.lex_w.astype(np.float16),
             lex_b=self.lex_b.astype(np.float32),
         )
+        manifest["weights_npz_b64"] = base64.b64encode(buf.getvalue()).decode("ascii")
+        Path(path).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path) -> HeadModel:
-        with np.load(path, allow_pickle=False) as data:
-            manifest = json.loads(bytes(data["manifest"]).decode())
+        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
+        raw = base64.b64decode(manifest["weights_npz_b64"])
+        with np.load(io.BytesIO(raw), allow_pickle=False) as data:
             return cls(
                 version=manifest["version"],
                 encoder=manifest["encoder"],
@@ -128,10 +134,8 @@ def _log_softmax(z: F64) -> F64:
 
 
 def builtin_heads() -> list[Path]:
-    root = importlib.resources.files("cotwatch") / "data" / HEADS_DIR
-    if not root.is_dir():
-        return []
-    return sorted(Path(str(p)) for p in root.iterdir() if p.name.endswith(".npz"))
+    root = Path(str(importlib.resources.files("cotwatch") / "data"))
+    return sorted(root.glob(HEADS_GLOB))
 
 
 def find_heads(embedder_name: str, path: str | Path | None = None) -> HeadModel | None:

@@ -1,0 +1,282 @@
+"""``cotwatch eval`` and ``cotwatch calibrate``: both score through :func:`build_monitor` and
+``TraceMonitor.assess_texts``, the same path as the Lambda handler.
+
+    python -m cotwatch.detection.commands eval --data ../shared/data/dev.jsonl --json
+    python -m cotwatch.detection.commands eval --data ../shared/data/dev.jsonl --cv source --json
+    python -m cotwatch.detection.commands calibrate --data ../shared/data/dev.jsonl --target-fpr 0.01
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import json
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from cotwatch.detection.calibration import Calibration, fit_calibration, load_calibration, save_calibration
+from cotwatch.detection.embedding import DEFAULT_MODEL, Embedder, Matrix, SentenceTransformerEmbedder
+from cotwatch.detection.factory import build_monitor
+from cotwatch.detection.metrics import Metrics, compute
+from cotwatch.detection.models import ChunkAssessment
+from cotwatch.detection.monitor import TraceMonitor
+
+CATEGORY_ORDER = ("bio_chem", "cyber", "self_improvement", "cot_misbehaviour", "other_harm")
+
+
+class EvalRow(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    text: str
+    label: Literal["unsafe", "benign"]
+    category: str = "benign"
+    source: str = "unknown"
+
+
+class CachingEmbedder:
+    """Remembers vectors by text, so re-scoring the same texts under another calibration is cheap."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self._inner = inner
+        self._memo: dict[str, np.ndarray] = {}
+        self.encoded = 0
+
+    @property
+    def name(self) -> str:
+        return self._inner.name
+
+    def encode(self, texts: Sequence[str]) -> Matrix:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._memo]
+        if missing:
+            for t, v in zip(missing, self._inner.encode(missing), strict=True):
+                self._memo[t] = v
+            self.encoded += len(missing)
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([self._memo[t] for t in texts]).astype(np.float32)
+
+
+def load_rows(path: str | Path) -> list[EvalRow]:
+    rows = []
+    with Path(path).open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                rows.append(EvalRow.model_validate_json(line))
+    return rows
+
+
+def assess(monitor: TraceMonitor, texts: Sequence[str], batch_size: int = 64) -> list[ChunkAssessment]:
+    out: list[ChunkAssessment] = []
+    for i in range(0, len(texts), batch_size):
+        out.extend(monitor.assess_texts(texts[i : i + batch_size]))
+    return out
+
+
+def benign_raw(assessments: Sequence[ChunkAssessment], categories: Sequence[str]) -> dict[str, list[float]]:
+    return {c: [a.findings[c].raw_score for a in assessments] for c in categories}
+
+
+def calibrate_on(
+    monitor_for: _MonitorFactory,
+    texts: Sequence[str],
+    *,
+    target_fpr: float,
+    version: str,
+    base: Calibration,
+    tenant: str | None = None,
+    rounds: int = 2,
+) -> Calibration:
+    """Fit thresholds on benign ``texts``; repeated because the repeat-hit bonus depends on thresholds."""
+    calibration = base
+    for _ in range(rounds):
+        monitor = monitor_for(calibration)
+        raw = benign_raw(assess(monitor, texts), monitor.categories)
+        calibration = fit_calibration(
+            raw, target_fpr=target_fpr, version=version, scorer_version=monitor.scorer_version,
+            base=base, tenant=tenant,
+        )
+        if tenant is None:
+            base = calibration
+    return calibration
+
+
+class _MonitorFactory:
+    def __init__(self, args: argparse.Namespace, embedder: Embedder) -> None:
+        self._args = args
+        self._embedder = embedder
+
+    def __call__(self, calibration: Calibration | None = None) -> TraceMonitor:
+        a = self._args
+        return build_monitor(
+            embedding_model=a.embedding_model,
+            embedding_backend=a.embedding_backend,
+            taxonomy_path=a.taxonomy,
+            calibration_path=a.calibration,
+            embedder=self._embedder,
+            calibration=calibration,
+            heads_path=a.heads,
+            use_heads=not a.no_heads,
+            window_chars=a.window_chars,
+        )
+
+
+def _embedder(args: argparse.Namespace) -> CachingEmbedder:
+    if args.embedding_model == "hashing":
+        from cotwatch.detection.embedding import HashingEmbedder
+
+        return CachingEmbedder(HashingEmbedder())
+    return CachingEmbedder(SentenceTransformerEmbedder(args.embedding_model, backend=args.embedding_backend))
+
+
+def summarise(rows: Sequence[EvalRow], assessments: Sequence[ChunkAssessment]) -> dict[str, object]:
+    benign = [a for r, a in zip(rows, assessments, strict=True) if r.label == "benign"]
+    neg = [a.unsafe_score for a in benign]
+    neg_flag = [bool(a.flagged) for a in benign]
+
+    def metrics_for(selected: list[ChunkAssessment]) -> Metrics:
+        return compute([a.unsafe_score for a in selected], neg, [bool(a.flagged) for a in selected], neg_flag)
+
+    unsafe = [(r, a) for r, a in zip(rows, assessments, strict=True) if r.label == "unsafe"]
+    cats = [c for c in CATEGORY_ORDER if any(r.category == c for r, _ in unsafe)]
+    cats += sorted({r.category for r, _ in unsafe} - set(cats))
+    per_category = {c: metrics_for([a for r, a in unsafe if r.category == c]).model_dump() for c in cats}
+    accuracy = float(np.mean([a.top_category == r.category for r, a in unsafe])) if unsafe else None
+    return {
+        "overall": metrics_for([a for _, a in unsafe]).model_dump(),
+        "per_category": per_category,
+        "category_accuracy": None if accuracy is None else round(accuracy, 4),
+    }
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    rows = load_rows(args.data)
+    texts = [r.text for r in rows]
+    embedder = _embedder(args)
+    factory = _MonitorFactory(args, embedder)
+    monitor = factory()
+    started = time.perf_counter()
+    assessments = assess(monitor, texts, args.batch_size)
+    elapsed = time.perf_counter() - started
+    report: dict[str, object] = {
+        "n": len(rows),
+        "texts_per_s": round(len(rows) / elapsed, 2) if elapsed > 0 else None,
+        "scorer_version": monitor.scorer_version,
+        "calibration_version": assessments[0].calibration_version if assessments else None,
+    }
+    if args.cv == "source":
+        assessments = _cross_validate(args, factory, rows, assessments)
+        report["cv"] = "leave-one-source-out: thresholds fitted on benign rows of the other sources"
+    report.update(summarise(rows, assessments))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        _print_table(report)
+    return 0
+
+
+def _cross_validate(
+    args: argparse.Namespace, factory: _MonitorFactory, rows: Sequence[EvalRow], first: Sequence[ChunkAssessment]
+) -> list[ChunkAssessment]:
+    """Pooled out-of-source scores: each source is scored under thresholds fitted without it."""
+    base = load_calibration(args.calibration)
+    out: list[ChunkAssessment | None] = [None] * len(rows)
+    for source in sorted({r.source for r in rows}):
+        fit_texts = [r.text for r in rows if r.source != source and r.label == "benign"]
+        held = [i for i, r in enumerate(rows) if r.source == source]
+        if not fit_texts:
+            raise SystemExit(f"--cv source: no benign rows outside source {source!r} to calibrate on")
+        cal = calibrate_on(factory, fit_texts, target_fpr=args.target_fpr, version=f"cv-without-{source}", base=base)
+        scored = assess(factory(cal), [rows[i].text for i in held], args.batch_size)
+        for i, a in zip(held, scored, strict=True):
+            out[i] = a
+    assert all(a is not None for a in out)
+    return [a for a in out if a is not None]
+
+
+def _print_table(report: dict[str, object]) -> None:
+    print(f"n={report['n']}  texts/s={report['texts_per_s']}  scorer={report['scorer_version']}")
+    if "cv" in report:
+        print(f"cv: {report['cv']}")
+    head = f"{'':18} {'auroc':>7} {'95% CI':>15} {'auprc':>7} {'tpr@1%':>7} {'tpr@.1%':>8} {'fpr@t':>7} {'tpr@t':>7}"
+    print(head)
+    per = report["per_category"]
+    assert isinstance(per, dict)
+    for name, m in [("overall", report["overall"]), *per.items()]:
+        assert isinstance(m, dict)
+        ci = m["ci95"]
+        ci_s = f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "-"
+
+        def f(v: object) -> str:
+            return f"{v:.3f}" if isinstance(v, float) else "-"
+
+        print(f"{name:18} {f(m['auroc']):>7} {ci_s:>15} {f(m['auprc']):>7} {f(m['tpr_at_fpr_1pct']):>7} "
+              f"{f(m['tpr_at_fpr_0_1pct']):>8} {f(m['fpr_at_threshold']):>7} {f(m['tpr_at_threshold']):>7}")
+    print(f"category accuracy (top category == label, unsafe rows): {report['category_accuracy']}")
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    rows = [r for r in load_rows(args.data) if r.label == "benign"]
+    if not rows:
+        print("no benign rows in --data", file=sys.stderr)
+        return 2
+    factory = _MonitorFactory(args, _embedder(args))
+    base = load_calibration(args.calibration)
+    version = args.version or f"cal-{datetime.now(UTC):%Y%m%d%H%M}-{Path(args.data).stem}"
+    cal = calibrate_on(factory, [r.text for r in rows], target_fpr=args.target_fpr, version=version, base=base,
+                       tenant=args.tenant)
+    out = args.out or args.calibration or Path(str(importlib.resources.files("cotwatch") / "data" / "calibration.json"))
+    save_calibration(cal, out)
+    print(f"wrote {out}: version {cal.version}, scorer {cal.scorer_version}, {len(rows)} benign texts, "
+          f"target FPR {args.target_fpr}")
+    return 0
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--embedding-model", default=DEFAULT_MODEL,
+                   help="package:<module>, a model folder, or 'hashing' (the test fake)")
+    p.add_argument("--embedding-backend", default="torch", choices=["torch", "onnx"])
+    p.add_argument("--taxonomy", default=None, help="taxonomy override file (as TAXONOMY_PATH)")
+    p.add_argument("--calibration", default=None, help="calibration file (default: the packaged one)")
+    p.add_argument("--heads", default=None, help="trained heads artifact (default: the packaged one for the encoder)")
+    p.add_argument("--no-heads", action="store_true", help="exemplar similarity only (the v0 scorer)")
+    p.add_argument("--window-chars", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=64, help="texts per assess_texts call")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ev = subparsers.add_parser("eval", help="score a labelled JSONL and report detection metrics")
+    ev.add_argument("--data", required=True, help="JSONL with text, label (unsafe|benign), category[, source]")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--cv", choices=["none", "source"], default="none",
+                    help="source: leave-one-source-out calibration (nothing fitted on the scored source)")
+    ev.add_argument("--target-fpr", type=float, default=0.01, help="target FPR for --cv calibration")
+    _model_args(ev)
+    ev.set_defaults(func=run_eval)
+
+    cal = subparsers.add_parser("calibrate", help="fit per-category thresholds on the benign rows of a JSONL")
+    cal.add_argument("--data", required=True)
+    cal.add_argument("--target-fpr", type=float, default=0.01)
+    cal.add_argument("--out", default=None, help="output path (default: overwrite the calibration in use)")
+    cal.add_argument("--tenant", default=None, help="write thresholds as this tenant's overrides only")
+    cal.add_argument("--version", default=None, help="calibration version string (default: dated)")
+    _model_args(cal)
+    cal.set_defaults(func=run_calibrate)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cotwatch")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
