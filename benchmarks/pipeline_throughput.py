@@ -25,8 +25,8 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 from cotwatch.detection.embedding import SentenceTransformerEmbedder
 from cotwatch.detection.windowing import cut_windows, tail_of
 from cotwatch.kafka_event import KafkaRecord, build_kafka_event
-from cotwatch.local.demo import applied_env, load_documents
-from cotwatch.local.invoker import LocalInvoker
+from cotwatch.local.demo import load_documents
+from cotwatch.local.invoker import LocalInvoker, patched_environ
 from cotwatch.local.moto_server import MotoServer
 from cotwatch.local.resources import create_aws_resources, function_environment, load_template, resolve_names
 from cotwatch.local.stack import aws_env
@@ -86,7 +86,7 @@ def main() -> int:
                 "POWERTOOLS_METRICS_DISABLED": "true",
                 "POWERTOOLS_LOG_LEVEL": "ERROR",
             }
-            with applied_env(aws_env(server.endpoint_url)):
+            with patched_environ(aws_env(server.endpoint_url)):
                 invoker = LocalInvoker(environments={SCORER: env})
                 started = time.perf_counter()
                 invoker.load(SCORER)

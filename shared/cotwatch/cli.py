@@ -88,9 +88,9 @@ def cmd_poll(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         batching_window_ms=args.batching_window_ms,
     )
-    from cotwatch.local.demo import applied_env
+    from cotwatch.local.invoker import patched_environ
 
-    with applied_env(info.aws_env):
+    with patched_environ(info.aws_env):
         destination = S3Destination(info.names.name("DataBucket"))
         with EventSourcePoller(config, invoker.handler(args.function), on_failure=destination) as poller:
             stats = poller.run_until_drained(idle_timeout_s=args.idle_s) if args.drain else poller.run_forever()

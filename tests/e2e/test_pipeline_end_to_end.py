@@ -142,8 +142,9 @@ def test_traces_flow_from_kafka_to_alerts_counters_and_subscribers(
     # When the local event source mapping drains the topic into the scorer
     stats = _drain(local_names, kafka_bootstrap, invoker, f"e2e-{uuid.uuid4().hex[:6]}", destination)
 
-    # Then every record ended scored or dead-lettered, none failed
-    assert stats.drained and stats.records_delivered == len(chunks) + len(MALFORMED)
+    # Then every record ended scored or dead-lettered, none failed (delivery is at least once: a consumer
+    # group rebalance may deliver a record twice, which the counters below must absorb)
+    assert stats.drained and stats.records_delivered >= len(chunks) + len(MALFORMED)
     assert stats.sent_to_destination == 0 and destination.keys == []
     assert _counter(local_names, "chunks") == len(chunks)
     s3 = boto3.client("s3")
@@ -181,7 +182,7 @@ def test_traces_flow_from_kafka_to_alerts_counters_and_subscribers(
     replay = _drain(local_names, kafka_bootstrap, invoker, f"e2e-replay-{uuid.uuid4().hex[:6]}", destination)
 
     # Then effects are exactly-once: no new alerts, counts or notifications
-    assert replay.records_delivered == len(chunks) + len(MALFORMED)
+    assert replay.records_delivered >= len(chunks) + len(MALFORMED)
     assert len(_scan(local_names.name("AlertsTable"))) == len(alerts)
     counters_after = sorted(
         (str(i["pk"]), str(i["sk"]), str(i.get("count"))) for i in _scan(local_names.name("CountersTable"))

@@ -111,13 +111,13 @@ def test_the_build_context_sends_only_what_the_dockerfile_copies(
         for line in (context / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    args = [EXCLUDE_PATHS, str(context), json.dumps(patterns), metadata["Dockerfile"]]
-    result = subprocess.run([sys.executable, "-c", *args], capture_output=True, text=True, timeout=60)
+    command = ["-c", EXCLUDE_PATHS, str(context), json.dumps(patterns), metadata["Dockerfile"]]
+    result = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=60)
     if result.returncode != 0:
         python = request.getfixturevalue("sam_venv") / "bin" / "python"
         own_env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
         result = subprocess.run(
-            [str(python), "-c", *args], env=own_env, capture_output=True, text=True, timeout=60, check=True
+            [str(python), *command], env=own_env, capture_output=True, text=True, timeout=60, check=True
         )
     sent = set(json.loads(result.stdout))
     # Then every COPY source is in it

@@ -7,6 +7,7 @@ tolerance of the reader (conditions, unknown types and intrinsics) is pinned wit
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -319,8 +320,10 @@ def test_fifo_topics_and_queues_get_their_arns_and_urls(grown: dict[str, Any]) -
 
 
 def test_function_environment_merges_globals_and_resolves_what_it_can(
-    grown: dict[str, Any], caplog: pytest.LogCaptureFixture
+    grown: dict[str, Any], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A handler imported earlier in the session (powertools Logger(service="cotwatch")) stops propagation.
+    monkeypatch.setattr(logging.getLogger("cotwatch"), "propagate", True)
     names = resolve_names(grown, stack_name="s")
     # When the image-packaged scorer's environment is resolved
     env = function_environment(grown, "Scorer", names)

@@ -8,16 +8,16 @@ is drained, then read back what a safety engineer would look at: alerts, counter
 from __future__ import annotations
 
 import importlib.resources
-import os
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, redirect_stdout
+from collections.abc import Iterable
+from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import boto3
 
+from cotwatch.local.invoker import patched_environ
 from cotwatch.local.stack import LocalStack, LocalStackInfo
 from cotwatch.trace import TraceDocument
 
@@ -31,20 +31,6 @@ def load_documents(path: Path | None = None) -> list[TraceDocument]:
     else:
         text = path.read_text(encoding="utf-8")
     return [TraceDocument.model_validate_json(line) for line in text.splitlines() if line.strip()]
-
-
-@contextmanager
-def applied_env(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
 
 
 @dataclass
@@ -116,7 +102,7 @@ def run_demo(
     out.write("starting the local stack (Kafka broker + moto server)…\n" if not was_up else "using the running stack\n")
     info = stack.up()
     try:
-        with applied_env(info.aws_env):
+        with patched_environ(info.aws_env):
             chunks = [c for doc in docs for c in doc.to_chunks(chunk_chars)]
             with TraceProducer(info.kafka_bootstrap_servers, info.names.kafka_topic) as producer:
                 producer.send(chunks)

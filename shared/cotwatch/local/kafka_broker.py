@@ -202,7 +202,7 @@ class KafkaBroker:
         return str(self.properties_file)
 
     def _live_pid(self) -> int | None:
-        if self._proc is not None and self._proc.poll() is None:
+        if self._proc is not None and self._proc.poll() is None and pid_alive(self._proc.pid):
             return self._proc.pid
         try:
             pid = int(self.pid_file.read_text().strip())
