@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -33,6 +34,13 @@ from cotwatch.local.stack import aws_env
 from cotwatch.trace import TraceChunk
 
 SCORER = "ScoreTracesFunction"
+GB_SECOND_USD = 0.0000166667
+
+
+def torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 def make_chunks(n_traces: int, chunk_chars: int) -> list[TraceChunk]:
@@ -66,7 +74,7 @@ def events_for(chunks: list[TraceChunk], batch_size: int, topic: str) -> list[di
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--traces", type=int, default=48)
+    parser.add_argument("--traces", type=int, default=72)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--chunk-chars", type=int, default=1500)
     parser.add_argument("--json", action="store_true")
@@ -93,12 +101,14 @@ def main() -> int:
                 cold_ms = (time.perf_counter() - started) * 1000
                 events = events_for(chunks, args.batch_size, names.kafka_topic)
                 invoker.invoke(SCORER, events[0])  # warm-up: first-call allocations, not steady state
-                started = time.perf_counter()
+                durations: list[float] = []
                 for event in events:
+                    began = time.perf_counter()
                     response = invoker.invoke(SCORER, event)
+                    durations.append(time.perf_counter() - began)
                     if response.get("batchItemFailures"):
                         raise SystemExit(f"benchmark batch had failures: {response}")
-                pipeline_s = time.perf_counter() - started
+                pipeline_s = sum(durations)
         finally:
             server.stop()
 
@@ -117,10 +127,22 @@ def main() -> int:
         "cold_start_ms": round(cold_ms, 1),
         "pipeline_chunks_per_s": round(len(chunks) / pipeline_s, 2),
         "pipeline_windows_per_s": round(len(windows) / pipeline_s, 2),
-        "pipeline_ms_per_batch": round(1000 * pipeline_s / len(events), 1),
+        "batch_ms_p50": round(1000 * statistics.median(durations), 1),
+        "batch_ms_p99": round(
+            1000 * max(durations) if len(durations) < 100 else 1000 * statistics.quantiles(durations, n=100)[98], 1
+        ),
+        "threads": torch_threads(),
         "baseline_encode_windows_per_s": round(len(windows) / encode_s, 2),
         "pipeline_vs_encode_ratio": round((len(windows) / pipeline_s) / (len(windows) / encode_s), 3),
     }
+    # Lambda x86 price per GB-second (us-east-1, late 2026): compute cost of the scorer per million chunks
+    # at the template's default 3,008 MB, assuming the same per-vCPU speed as this machine (1 vCPU per
+    # 1,769 MB, so 3,008 MB has 1.7 vCPUs against this machine's cores).
+    vcpus_here = float(os.cpu_count() or 1)
+    chunks_per_s_per_vcpu = result["pipeline_chunks_per_s"] / vcpus_here
+    seconds_per_million = 1e6 / (chunks_per_s_per_vcpu * (3008 / 1769))
+    result["chunks_per_s_per_vcpu"] = round(chunks_per_s_per_vcpu, 2)
+    result["usd_per_million_chunks_at_3008mb"] = round(seconds_per_million * 3.008 * GB_SECOND_USD, 2)
     if args.json:
         print(json.dumps(result))
     else:

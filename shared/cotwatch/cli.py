@@ -47,6 +47,8 @@ def read_chunks(path: Path, chunk_chars: int) -> list[TraceChunk]:
 def cmd_produce(args: argparse.Namespace) -> int:
     from cotwatch.adapters.kafka_producer import TraceProducer
 
+    if not Path(args.file).is_file():
+        raise SystemExit(f"no such file: {args.file}")
     chunks = read_chunks(Path(args.file), args.chunk_chars)
     bootstrap, topic = args.bootstrap_servers, args.topic
     if not (bootstrap and topic):
@@ -69,7 +71,10 @@ def _invoker_for(function: str, use_stack: bool) -> Any:
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
-    event = json.loads(Path(args.event).read_text(encoding="utf-8"))
+    try:
+        event = json.loads(Path(args.event).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SystemExit(f"cannot read event {args.event}: {exc}") from exc
     invoker = _invoker_for(args.function, use_stack=not args.env_from_shell)
     response = invoker.invoke(args.function, event)
     print(json.dumps(response, indent=2, default=str))

@@ -50,7 +50,7 @@ class TraceMonitor:
         scorer: WindowScorer,
         calibration: Calibration,
         *,
-        window_chars: int = 360,
+        window_chars: int = 240,
         evidence_per_category: int = 3,
     ) -> None:
         self._embedder = embedder

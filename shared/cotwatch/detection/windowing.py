@@ -31,21 +31,34 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return [(s, e) for s, e in spans if text[s:e].strip()]
 
 
-def cut_windows(text: str, *, target_chars: int = 360, overlap_sentences: int = 1, tail: str = "") -> list[Window]:
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+
+
+def cut_windows(
+    text: str,
+    *,
+    target_chars: int = 240,
+    overlap_sentences: int = 1,
+    tail: str = "",
+    respect_paragraphs: bool = True,
+) -> list[Window]:
     """Group consecutive sentences into windows of about ``target_chars``, overlapping by whole sentences.
 
     ``tail`` is the end of the previous chunk of the same trace: windowing runs over ``tail + text`` so a
     sentence split by the chunk boundary is seen whole, and offsets stay relative to ``text``.
+    With ``respect_paragraphs`` a window never spans a blank line: a reasoning trace changes subject at
+    paragraph breaks, and a short unsafe paragraph should not be averaged with its benign neighbours.
     """
     if target_chars <= 0:
         raise ValueError("target_chars must be positive")
     full = tail + text
     spans = _split_long(sentence_spans(full), target_chars)
+    para = _paragraph_ids(full, spans) if respect_paragraphs else [0] * len(spans)
     windows: list[Window] = []
     i = 0
     while i < len(spans):
         j = i
-        while j + 1 < len(spans) and spans[j + 1][1] - spans[i][0] <= target_chars:
+        while j + 1 < len(spans) and spans[j + 1][1] - spans[i][0] <= target_chars and para[j + 1] == para[i]:
             j += 1
         start, end = spans[i][0], spans[j][1]
         # A window lying entirely in the tail was already scored with the previous chunk.
@@ -53,8 +66,18 @@ def cut_windows(text: str, *, target_chars: int = 360, overlap_sentences: int = 
             windows.append(Window(start - len(tail), end - len(tail), full[start:end]))
         if j + 1 >= len(spans):
             break
-        i = max(i + 1, j + 1 - overlap_sentences)
+        i = j + 1 if para[j + 1] != para[j] else max(i + 1, j + 1 - overlap_sentences)
     return windows
+
+
+def _paragraph_ids(text: str, spans: list[tuple[int, int]]) -> list[int]:
+    ids: list[int] = []
+    current = 0
+    for k, (start, _) in enumerate(spans):
+        if k and _PARAGRAPH_BREAK.search(text, spans[k - 1][1], start):
+            current += 1
+        ids.append(current)
+    return ids
 
 
 def _split_long(spans: list[tuple[int, int]], target_chars: int) -> list[tuple[int, int]]:
