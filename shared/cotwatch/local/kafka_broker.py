@@ -17,9 +17,8 @@ import string
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from pydantic import BaseModel
@@ -29,13 +28,11 @@ from cotwatch.local import (
     default_state_root,
     file_lock,
     find_free_port,
-    pid_alive,
-    read_json,
     repo_root,
     tail,
-    terminate_pid,
     write_json,
 )
+from cotwatch.local.service import DetachedService
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +76,7 @@ def pinned_kafka_version(pom: Path) -> str:
     return match.group(1)
 
 
-class KafkaBroker:
+class KafkaBroker(DetachedService[BrokerStatus]):
     """Start, probe and stop the local broker.
 
     ``port`` is the preferred client port (``0`` = any free port); when it is taken another free port is
@@ -99,14 +96,12 @@ class KafkaBroker:
         extra_jvm_opts: Sequence[str] = (),
     ) -> None:
         self.kafka_home = kafka_home or repo_root() / "infra" / "kafka"
-        self.state_dir = (state_dir or default_state_root() / "kafka").resolve()
-        self._port_pref = port
+        super().__init__(state_dir or default_state_root() / "kafka", port)
         self._controller_port_pref = controller_port if controller_port is not None else (port + 1 if port else 0)
         self.heap = heap
         self.java = java
         self.mvn = mvn
         self.extra_jvm_opts = tuple(extra_jvm_opts)
-        self._proc: subprocess.Popen[bytes] | None = None
 
     # -- paths ---------------------------------------------------------------------------------------
 
@@ -121,14 +116,6 @@ class KafkaBroker:
     @property
     def kafka_version(self) -> str:
         return pinned_kafka_version(self.pom)
-
-    @property
-    def pid_file(self) -> Path:
-        return self.state_dir / "broker.pid"
-
-    @property
-    def state_file(self) -> Path:
-        return self.state_dir / "broker.json"
 
     @property
     def properties_file(self) -> Path:
@@ -194,24 +181,13 @@ class KafkaBroker:
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
-    def _state(self) -> dict[str, Any]:
-        return read_json(self.state_file) or {}
+    name = "kafka broker"
+    file_stem = "broker"
+    status_model = BrokerStatus
 
     def _pid_marker(self) -> str:
         # The generated properties path is unique to this state dir: it tells our broker from any other.
         return str(self.properties_file)
-
-    def _live_pid(self) -> int | None:
-        if self._proc is not None and self._proc.poll() is None and pid_alive(self._proc.pid):
-            return self._proc.pid
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if pid_alive(pid, self._pid_marker()) else None
-
-    def is_running(self) -> bool:
-        return self._live_pid() is not None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -221,23 +197,14 @@ class KafkaBroker:
             raise LocalStackError(f"no broker has been started from {self.state_dir}")
         return str(servers)
 
-    def status(self) -> BrokerStatus:
-        state = self._state()
-        pid = self._live_pid()
-        running = pid is not None
-        return BrokerStatus(
-            running=running,
-            pid=pid,
-            bootstrap_servers=state.get("bootstrap_servers") if running else None,
-            port=state.get("port") if running else None,
-            controller_port=state.get("controller_port") if running else None,
-            cluster_id=state.get("cluster_id"),
-            kafka_version=state.get("kafka_version"),
-            state_dir=str(self.state_dir),
-            log_file=str(self.log_file),
-            started_at=state.get("started_at"),
-            start_seconds=state.get("start_seconds"),
-        )
+    def _status_fields(self, state: Mapping[str, Any], running: bool) -> dict[str, Any]:
+        return {
+            "bootstrap_servers": state.get("bootstrap_servers") if running else None,
+            "port": state.get("port") if running else None,
+            "controller_port": state.get("controller_port") if running else None,
+            "cluster_id": state.get("cluster_id"),
+            "kafka_version": state.get("kafka_version"),
+        }
 
     def start(self, *, wait: bool = True, timeout: float = 90.0) -> BrokerStatus:
         """Format fresh storage and launch the broker detached; a no-op when it already runs.
@@ -245,34 +212,30 @@ class KafkaBroker:
         With ``wait`` (the default) return only once :meth:`wait_ready` succeeds; a lost race for the
         chosen port is retried on another port.
         """
-        with file_lock(self.state_dir / "start.lock"):
-            if self.is_running():
-                log.info("kafka broker already running at %s", self._state().get("bootstrap_servers"))
-                if wait:
-                    self.wait_ready(timeout)
-                return self.status()
-            self.ensure_jars()
-            attempts = 3 if wait else 1
-            for attempt in range(1, attempts + 1):
-                started = time.monotonic()
-                self._launch()
-                if not wait:
-                    break
-                try:
-                    self.wait_ready(timeout)
-                except LocalStackError:
-                    if attempt < attempts and _BIND_FAILURE.search(tail(self.log_file, 80)):
-                        log.warning("kafka port was taken between choosing and binding it; retrying")
-                        self.stop()
-                        continue
+        return self._start(wait=wait, timeout=timeout)
+
+    def _start_locked(self, *, wait: bool, timeout: float) -> None:
+        self.ensure_jars()
+        attempts = 3 if wait else 1
+        for attempt in range(1, attempts + 1):
+            started = time.monotonic()
+            self._launch()
+            if not wait:
+                return
+            try:
+                self.wait_ready(timeout)
+            except LocalStackError:
+                if attempt < attempts and _BIND_FAILURE.search(tail(self.log_file, 80)):
+                    log.warning("kafka port was taken between choosing and binding it; retrying")
                     self.stop()
-                    raise
-                state = self._state()
-                state["start_seconds"] = round(time.monotonic() - started, 3)
-                write_json(self.state_file, state)
-                log.info("kafka broker ready at %s in %.1fs", self.bootstrap_servers, state["start_seconds"])
-                break
-            return self.status()
+                    continue
+                self.stop()
+                raise
+            state = self._state()
+            state["start_seconds"] = round(time.monotonic() - started, 3)
+            write_json(self.state_file, state)
+            log.info("kafka broker ready at %s in %.1fs", self.bootstrap_servers, state["start_seconds"])
+            return
 
     def _launch(self) -> None:
         java = shutil.which(self.java)
@@ -335,32 +298,15 @@ class KafkaBroker:
             MAIN_CLASS,
             str(self.properties_file),
         ]
-        with self.console_file.open("ab") as console:
-            # A new session: the broker outlives `cotwatch local up` and ignores the terminal's Ctrl-C.
-            self._proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=console,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-                cwd=self.state_dir,
-            )
-        self.pid_file.write_text(f"{self._proc.pid}\n")
-        write_json(
-            self.state_file,
-            {
-                "pid": self._proc.pid,
-                "port": port,
-                "controller_port": controller_port,
-                "bootstrap_servers": f"127.0.0.1:{port}",
-                "cluster_id": cluster_id,
-                "kafka_version": self.kafka_version,
-                "started_at": time.time(),
-                "command": cmd,
-            },
-        )
-        log.info("launched kafka broker pid %s on 127.0.0.1:%s", self._proc.pid, port)
+        state = {
+            "port": port,
+            "controller_port": controller_port,
+            "bootstrap_servers": f"127.0.0.1:{port}",
+            "cluster_id": cluster_id,
+            "kafka_version": self.kafka_version,
+        }
+        pid = self._spawn(cmd, self.console_file, append=True, state=state)
+        log.info("launched kafka broker pid %s on 127.0.0.1:%s", pid, port)
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         """Block until a Kafka admin client can list topics; fail early if the JVM dies."""
@@ -376,29 +322,7 @@ class KafkaBroker:
 
     def stop(self, timeout: float = 30.0) -> bool:
         """SIGTERM (Kafka shuts down cleanly), SIGKILL after ``timeout``. True when a broker was stopped."""
-        pid = self._live_pid()
-        stopped = False
-        if pid is not None:
-            if not terminate_pid(pid, timeout=timeout):
-                raise LocalStackError(f"kafka broker pid {pid} survived SIGKILL")
-            stopped = True
-            log.info("stopped kafka broker pid %s", pid)
-        if self._proc is not None:
-            self._proc.wait(timeout=5)  # reap it; terminate_pid already saw it exit
-            self._proc = None
-        self.pid_file.unlink(missing_ok=True)
-        return stopped
-
-    # -- context manager -----------------------------------------------------------------------------
-
-    def __enter__(self) -> KafkaBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        return self._stop(timeout)
 
 
 def probe_kafka(bootstrap_servers: str, timeout: float = 5.0) -> None:

@@ -11,14 +11,12 @@ import contextlib
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from pydantic import BaseModel
@@ -26,14 +24,11 @@ from pydantic import BaseModel
 from cotwatch.local import (
     LocalStackError,
     default_state_root,
-    file_lock,
     find_free_port,
-    pid_alive,
-    read_json,
     tail,
-    terminate_pid,
     write_json,
 )
+from cotwatch.local.service import DetachedService
 
 log = logging.getLogger(__name__)
 
@@ -71,47 +66,29 @@ def _moto_command() -> list[str]:
     return [sys.executable, "-m", "moto.server"]
 
 
-class MotoServer:
+class MotoServer(DetachedService[MotoStatus]):
     """Start, probe and stop ``moto_server`` on loopback.
 
     ``port`` is preferred (``0`` = any free port); when taken, a free one is used and recorded, so read
     :attr:`endpoint_url` rather than assuming the default.
     """
 
+    name = "moto server"
+    file_stem = "moto"
+    status_model = MotoStatus
+
     def __init__(self, *, state_dir: Path | None = None, port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
-        self.state_dir = (state_dir or default_state_root() / "moto").resolve()
+        super().__init__(state_dir or default_state_root() / "moto", port)
         self.host = host
-        self._port_pref = port
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid_file(self) -> Path:
-        return self.state_dir / "moto.pid"
-
-    @property
-    def state_file(self) -> Path:
-        return self.state_dir / "moto.json"
 
     @property
     def log_file(self) -> Path:
         return self.state_dir / "moto.log"
 
-    def _state(self) -> dict[str, Any]:
-        return read_json(self.state_file) or {}
-
-    def _live_pid(self) -> int | None:
-        if self._proc is not None and self._proc.poll() is None:
-            return self._proc.pid
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
+    def _pid_marker(self) -> str | None:
         port = self._state().get("port")
         # Our command line carries "-p <port>": that tells our server from a reused pid.
-        return pid if port and pid_alive(pid, f"-p {port}") else None
-
-    def is_running(self) -> bool:
-        return self._live_pid() is not None
+        return f"-p {port}" if port else None
 
     @property
     def endpoint_url(self) -> str:
@@ -120,62 +97,34 @@ class MotoServer:
             raise LocalStackError(f"no moto server has been started from {self.state_dir}")
         return str(url)
 
-    def status(self) -> MotoStatus:
-        state = self._state()
-        pid = self._live_pid()
-        running = pid is not None
-        return MotoStatus(
-            running=running,
-            pid=pid,
-            endpoint_url=state.get("endpoint_url") if running else None,
-            port=state.get("port") if running else None,
-            state_dir=str(self.state_dir),
-            log_file=str(self.log_file),
-            started_at=state.get("started_at"),
-            start_seconds=state.get("start_seconds"),
-        )
+    def _status_fields(self, state: Mapping[str, Any], running: bool) -> dict[str, Any]:
+        return {
+            "endpoint_url": state.get("endpoint_url") if running else None,
+            "port": state.get("port") if running else None,
+        }
 
     def start(self, *, wait: bool = True, timeout: float = 30.0) -> MotoStatus:
         """Launch ``moto_server`` detached; a no-op when it already runs."""
-        with file_lock(self.state_dir / "start.lock"):
-            if self.is_running():
-                if wait:
-                    self.wait_ready(timeout)
-                return self.status()
-            started = time.monotonic()
-            port = find_free_port(self._port_pref or None, self.host)
-            cmd = [*_moto_command(), "-H", self.host, "-p", str(port)]
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-            with self.log_file.open("wb") as out:
-                # Own session: survives the CLI that started it and ignores the terminal's Ctrl-C.
-                self._proc = subprocess.Popen(
-                    cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    close_fds=True,
-                    env=env,
-                    cwd=self.state_dir,
-                )
-            self.pid_file.write_text(f"{self._proc.pid}\n")
-            state: dict[str, Any] = {
-                "pid": self._proc.pid,
-                "port": port,
-                "endpoint_url": f"http://{self.host}:{port}",
-                "started_at": time.time(),
-                "command": cmd,
-            }
-            write_json(self.state_file, state)
-            if wait:
-                try:
-                    self.wait_ready(timeout)
-                except LocalStackError:
-                    self.stop()
-                    raise
-                log.info("moto server ready at %s in %.1fs", state["endpoint_url"], time.monotonic() - started)
-            return self.status()
+        return self._start(wait=wait, timeout=timeout)
+
+    def _start_locked(self, *, wait: bool, timeout: float) -> None:
+        started = time.monotonic()
+        port = find_free_port(self._port_pref or None, self.host)
+        endpoint_url = f"http://{self.host}:{port}"
+        self._spawn(
+            [*_moto_command(), "-H", self.host, "-p", str(port)],
+            self.log_file,
+            append=False,
+            state={"port": port, "endpoint_url": endpoint_url},
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        if wait:
+            try:
+                self.wait_ready(timeout)
+            except LocalStackError:
+                self.stop()
+                raise
+            log.info("moto server ready at %s in %.1fs", endpoint_url, time.monotonic() - started)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -193,27 +142,7 @@ class MotoServer:
         raise LocalStackError(f"moto server not answering after {timeout:.0f}s; see {self.log_file}")
 
     def stop(self, timeout: float = 10.0) -> bool:
-        pid = self._live_pid()
-        stopped = False
-        if pid is not None:
-            if not terminate_pid(pid, timeout=timeout):
-                raise LocalStackError(f"moto server pid {pid} survived SIGKILL")
-            stopped = True
-            log.info("stopped moto server pid %s", pid)
-        if self._proc is not None:
-            self._proc.wait(timeout=5)
-            self._proc = None
-        self.pid_file.unlink(missing_ok=True)
-        return stopped
-
-    def __enter__(self) -> MotoServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        return self._stop(timeout)
 
 
 @contextlib.contextmanager
