@@ -4,6 +4,7 @@ Modules:
 
 - :mod:`cotwatch.local.kafka_broker` -- :class:`KafkaBroker`, a single-node KRaft broker from Maven jars.
 - :mod:`cotwatch.local.moto_server` -- :class:`MotoServer`, ``moto_server`` as a detached process.
+- :mod:`cotwatch.local.service` -- :class:`DetachedService`, the pidfile/state-file lifecycle those two share.
 - :mod:`cotwatch.local.resources` -- a CloudFormation-aware template reader; creates tables, buckets,
   topics and the Kafka topic; resolves a function's environment to local names.
 - :mod:`cotwatch.local.stack` -- :class:`LocalStack` (``cotwatch local up|down|status``).

@@ -32,7 +32,7 @@ from cotwatch.local import (
     tail,
     write_json,
 )
-from cotwatch.local.service import DetachedService
+from cotwatch.local.service import DetachedService, cli_args
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +183,7 @@ class KafkaBroker(DetachedService[BrokerStatus]):
 
     name = "kafka broker"
     file_stem = "broker"
+    address_field = "bootstrap_servers"
     status_model = BrokerStatus
 
     def _pid_marker(self) -> str:
@@ -192,15 +193,10 @@ class KafkaBroker(DetachedService[BrokerStatus]):
     @property
     def bootstrap_servers(self) -> str:
         """``127.0.0.1:<port>`` of the running (or last started) broker."""
-        servers = self._state().get("bootstrap_servers")
-        if not servers:
-            raise LocalStackError(f"no broker has been started from {self.state_dir}")
-        return str(servers)
+        return self._address()
 
     def _status_fields(self, state: Mapping[str, Any], running: bool) -> dict[str, Any]:
         return {
-            "bootstrap_servers": state.get("bootstrap_servers") if running else None,
-            "port": state.get("port") if running else None,
             "controller_port": state.get("controller_port") if running else None,
             "cluster_id": state.get("cluster_id"),
             "kafka_version": state.get("kafka_version"),
@@ -379,33 +375,18 @@ def broker_from_env() -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m cotwatch.local.kafka_broker start|stop|status|fetch-jars`` (used by infra/scripts)."""
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(prog="python -m cotwatch.local.kafka_broker", description=__doc__)
-    parser.add_argument("command", choices=["start", "stop", "status", "fetch-jars"])
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="preferred port (0 = any free port)")
-    parser.add_argument("--state-dir", type=Path, default=None, help="default: <repo>/.cotwatch/kafka")
-    parser.add_argument("--timeout", type=float, default=120.0)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    args = cli_args(
+        argv,
+        module="cotwatch.local.kafka_broker",
+        doc=__doc__,
+        state_name="kafka",
+        port=DEFAULT_PORT,
+        timeout=120.0,
+        commands=["fetch-jars"],
+    )
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # connection retries while the JVM boots
     broker = KafkaBroker(state_dir=args.state_dir, port=args.port)
-    try:
-        if args.command == "fetch-jars":
-            print(broker.ensure_jars())
-        elif args.command == "start":
-            print(broker.start(timeout=args.timeout).bootstrap_servers)
-        elif args.command == "stop":
-            broker.stop()
-        else:
-            status = broker.status()
-            print(status.model_dump_json(indent=2))
-            return 0 if status.running else 3
-    except LocalStackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return broker.cli(args.command, args.timeout, extra={"fetch-jars": broker.ensure_jars})
 
 
 if __name__ == "__main__":

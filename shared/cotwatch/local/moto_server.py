@@ -15,9 +15,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel
 
@@ -28,7 +27,7 @@ from cotwatch.local import (
     tail,
     write_json,
 )
-from cotwatch.local.service import DetachedService
+from cotwatch.local.service import DetachedService, cli_args
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +74,7 @@ class MotoServer(DetachedService[MotoStatus]):
 
     name = "moto server"
     file_stem = "moto"
+    address_field = "endpoint_url"
     status_model = MotoStatus
 
     def __init__(self, *, state_dir: Path | None = None, port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
@@ -92,16 +92,7 @@ class MotoServer(DetachedService[MotoStatus]):
 
     @property
     def endpoint_url(self) -> str:
-        url = self._state().get("endpoint_url")
-        if not url:
-            raise LocalStackError(f"no moto server has been started from {self.state_dir}")
-        return str(url)
-
-    def _status_fields(self, state: Mapping[str, Any], running: bool) -> dict[str, Any]:
-        return {
-            "endpoint_url": state.get("endpoint_url") if running else None,
-            "port": state.get("port") if running else None,
-        }
+        return self._address()
 
     def start(self, *, wait: bool = True, timeout: float = 30.0) -> MotoStatus:
         """Launch ``moto_server`` detached; a no-op when it already runs."""
@@ -167,29 +158,10 @@ def endpoint_from_env() -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m cotwatch.local.moto_server start|stop|status`` (used by infra/scripts)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m cotwatch.local.moto_server", description=__doc__)
-    parser.add_argument("command", choices=["start", "stop", "status"])
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="preferred port (0 = any free port)")
-    parser.add_argument("--state-dir", type=Path, default=None, help="default: <repo>/.cotwatch/moto")
-    parser.add_argument("--timeout", type=float, default=60.0)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    server = MotoServer(state_dir=args.state_dir, port=args.port)
-    try:
-        if args.command == "start":
-            print(server.start(timeout=args.timeout).endpoint_url)
-        elif args.command == "stop":
-            server.stop()
-        else:
-            status = server.status()
-            print(status.model_dump_json(indent=2))
-            return 0 if status.running else 3
-    except LocalStackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    args = cli_args(
+        argv, module="cotwatch.local.moto_server", doc=__doc__, state_name="moto", port=DEFAULT_PORT, timeout=60.0
+    )
+    return MotoServer(state_dir=args.state_dir, port=args.port).cli(args.command, args.timeout)
 
 
 if __name__ == "__main__":

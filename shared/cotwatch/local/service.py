@@ -7,10 +7,12 @@ supply the command line, the readiness probe and their own status fields.
 from __future__ import annotations
 
 import abc
+import argparse
 import logging
 import subprocess
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Self, TypeVar
@@ -27,6 +29,7 @@ class DetachedService(abc.ABC, Generic[StatusT]):
 
     name: ClassVar[str]  # for messages: "kafka broker"
     file_stem: ClassVar[str]  # <state_dir>/<stem>.pid and <stem>.json
+    address_field: ClassVar[str]  # the state key and status field holding the address clients use
     status_model: type[StatusT]
 
     def __init__(self, state_dir: Path, port: int) -> None:
@@ -50,9 +53,9 @@ class DetachedService(abc.ABC, Generic[StatusT]):
     def _pid_marker(self) -> str | None:
         """Text only our process's command line holds (None: cannot tell, so a pidfile alone is not trusted)."""
 
-    @abc.abstractmethod
     def _status_fields(self, state: Mapping[str, Any], running: bool) -> dict[str, Any]:
-        """The subclass's own fields of its status model."""
+        """Status fields beyond the common ones."""
+        return {}
 
     @abc.abstractmethod
     def _start_locked(self, *, wait: bool, timeout: float) -> None:
@@ -90,6 +93,13 @@ class DetachedService(abc.ABC, Generic[StatusT]):
     def is_running(self) -> bool:
         return self._live_pid() is not None
 
+    def _address(self) -> str:
+        """The address of the running (or last started) service, from the state file."""
+        address = self._state().get(self.address_field)
+        if not address:
+            raise LocalStackError(f"no {self.name} has been started from {self.state_dir}")
+        return str(address)
+
     def status(self) -> StatusT:
         state = self._state()
         pid = self._live_pid()
@@ -97,6 +107,8 @@ class DetachedService(abc.ABC, Generic[StatusT]):
         return self.status_model(
             running=running,
             pid=pid,
+            port=state.get("port") if running else None,
+            **{self.address_field: state.get(self.address_field) if running else None},
             state_dir=str(self.state_dir),
             log_file=str(self.log_file),
             started_at=state.get("started_at"),
@@ -157,3 +169,43 @@ class DetachedService(abc.ABC, Generic[StatusT]):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+    def cli(self, command: str, timeout: float, extra: Mapping[str, Callable[[], object]] | None = None) -> int:
+        """Run a ``python -m`` command: ``start`` prints the address, ``status`` exits 3 when not running,
+        ``extra`` commands print their result. Returns the exit code."""
+        try:
+            if extra and command in extra:
+                print(extra[command]())
+            elif command == "start":
+                print(self.start(timeout=timeout).model_dump()[self.address_field])
+            elif command == "stop":
+                self.stop()
+            else:
+                status = self.status()
+                print(status.model_dump_json(indent=2))
+                return 0 if status.model_dump()["running"] else 3
+        except LocalStackError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
+
+
+def cli_args(
+    argv: Sequence[str] | None,
+    *,
+    module: str,
+    doc: str | None,
+    state_name: str,
+    port: int,
+    timeout: float,
+    commands: Sequence[str] = (),
+) -> argparse.Namespace:
+    """The arguments of a service module's ``main``; also sets up logging to stderr."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc)
+    parser.add_argument("command", choices=["start", "stop", "status", *commands])
+    parser.add_argument("--port", type=int, default=port, help="preferred port (0 = any free port)")
+    parser.add_argument("--state-dir", type=Path, default=None, help=f"default: <repo>/.cotwatch/{state_name}")
+    parser.add_argument("--timeout", type=float, default=timeout)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    return args
