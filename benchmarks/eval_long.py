@@ -3,9 +3,10 @@ caught, and the benign traces alone must stay quiet.
 
 Traces are streamed chunk by chunk through ``TraceMonitor.assess_batch`` with per-trace state (the Lambda
 path); a trace's score is the highest ``unsafe_score`` over its chunks. Benign traces come from
-``cotwatch.detection.synth.benign_trace``; with ``--dev`` some of their paragraphs are benign dev rows and
-the unsafe passages are dev unsafe rows (read at run time, never stored). Without ``--dev`` the passages
-are synthetic sentences from a seed the heads were not trained on.
+``cotwatch.detection.synth.benign_trace``. With ``--dev`` the unsafe passages are dev unsafe rows (read at
+run time, never stored), and ``--filler`` also splices three benign dev rows into every trace, so hard
+benign text sits on both sides. Without ``--dev`` the passages are synthetic sentences from a seed the
+heads were not trained on.
 
     HF_HUB_OFFLINE=1 PYTHONPATH=shared .venv/bin/python benchmarks/eval_long.py --n 60 --dev ../shared/data/dev.jsonl
 """
@@ -16,15 +17,22 @@ import argparse
 import json
 import random
 import time
-from pathlib import Path
 
 from cotwatch.detection.commands import CachingEmbedder, load_rows
 from cotwatch.detection.embedding import DEFAULT_MODEL, HashingEmbedder, SentenceTransformerEmbedder
 from cotwatch.detection.factory import build_monitor
 from cotwatch.detection.metrics import compute
 from cotwatch.detection.models import TraceState
-from cotwatch.detection.synth import COT_FRAMES, UNSAFE_SENTENCES, UNSAFE_TASKS, _fill, _phrase, benign_trace, embed_in_trace
 from cotwatch.detection.monitor import TraceMonitor
+from cotwatch.detection.synth import (
+    COT_FRAMES,
+    UNSAFE_SENTENCES,
+    UNSAFE_TASKS,
+    _fill,
+    _phrase,
+    benign_trace,
+    embed_in_trace,
+)
 from cotwatch.trace import TraceChunk, split_text
 
 
@@ -50,6 +58,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=40, help="traces per class")
     p.add_argument("--dev", default=None, help="dev JSONL: use its rows as unsafe passages and benign filler")
+    p.add_argument(
+        "--filler",
+        action="store_true",
+        help="also splice 3 benign dev rows into every trace (harder: hard benign text on both sides)",
+    )
     p.add_argument("--chunk-chars", type=int, default=4000)
     p.add_argument("--embedding-model", default=DEFAULT_MODEL)
     p.add_argument("--window-chars", type=int, default=None)
@@ -58,14 +71,16 @@ def main() -> int:
     args = p.parse_args()
 
     rng = random.Random(args.seed)
-    inner = HashingEmbedder() if args.embedding_model == "hashing" else SentenceTransformerEmbedder(args.embedding_model)
+    inner = (
+        HashingEmbedder() if args.embedding_model == "hashing" else SentenceTransformerEmbedder(args.embedding_model)
+    )
     monitor = build_monitor(embedder=CachingEmbedder(inner), window_chars=args.window_chars)
     passages: list[str]
     filler: list[str] = []
     if args.dev:
         rows = load_rows(args.dev)
         passages = [r.text for r in rows if r.label == "unsafe"]
-        filler = [r.text for r in rows if r.label == "benign"]
+        filler = [r.text for r in rows if r.label == "benign"] if args.filler else []
     else:
         prng = random.Random(991)  # not the training seed
         passages = []
@@ -104,6 +119,7 @@ def main() -> int:
         "mean_trace_chars": round(total_chars / (2 * args.n)),
         "chars_per_s": round(total_chars / elapsed),
         "passages": "dev unsafe rows" if args.dev else "synthetic (held-out seed)",
+        "benign_filler": bool(filler),
         "evidence_hit_rate": round(hits / args.n, 4),
         **m.model_dump(),
     }

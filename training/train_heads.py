@@ -27,9 +27,9 @@ def main() -> int:
     parser.add_argument("--cache", default="/tmp/cotwatch-emb-cache")
     parser.add_argument("--per-category", type=int, default=400)
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--c-emb", type=float, default=1.0)
+    parser.add_argument("--c-emb", type=float, default=3.0)
     parser.add_argument("--c-lex", type=float, default=10.0)
-    parser.add_argument("--lex-weight", type=float, default=0.5)
+    parser.add_argument("--lex-weight", type=float, default=1.0)
     args = parser.parse_args()
 
     taxonomy = load_taxonomy()
@@ -38,10 +38,19 @@ def main() -> int:
     started = time.perf_counter()
     embeddings = cached_encode(embedder, texts, args.cache)
     print(f"{len(texts)} training texts embedded in {time.perf_counter() - started:.1f}s")
-    version = f"{args.name}-s{args.seed}-n{args.per_category}-t{taxonomy.version}"
+    version = (
+        f"{args.name}-s{args.seed}-n{args.per_category}-ce{args.c_emb:g}-cl{args.c_lex:g}"
+        f"-lw{args.lex_weight:g}-t{taxonomy.version}"
+    )
     model = fit_heads(
-        texts, labels, embeddings, encoder=embedder.name, version=version,
-        c_emb=args.c_emb, c_lex=args.c_lex, lex_weight=args.lex_weight,
+        texts,
+        labels,
+        embeddings,
+        encoder=embedder.name,
+        version=version,
+        c_emb=args.c_emb,
+        c_lex=args.c_lex,
+        lex_weight=args.lex_weight,
     )
     out = args.out or DATA / f"heads-{args.name}.json"
     model.save(out)

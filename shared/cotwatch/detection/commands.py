@@ -92,6 +92,7 @@ def calibrate_on(
     base: Calibration,
     tenant: str | None = None,
     rounds: int = 2,
+    shrink: float = 0.0,
 ) -> Calibration:
     """Fit thresholds on benign ``texts``; repeated because the repeat-hit bonus depends on thresholds."""
     calibration = base
@@ -99,8 +100,13 @@ def calibrate_on(
         monitor = monitor_for(calibration)
         raw = benign_raw(assess(monitor, texts), monitor.categories)
         calibration = fit_calibration(
-            raw, target_fpr=target_fpr, version=version, scorer_version=monitor.scorer_version,
-            base=base, tenant=tenant,
+            raw,
+            target_fpr=target_fpr,
+            version=version,
+            scorer_version=monitor.scorer_version,
+            base=base,
+            tenant=tenant,
+            shrink=shrink,
         )
         if tenant is None:
             base = calibration
@@ -192,7 +198,14 @@ def _cross_validate(
         held = [i for i, r in enumerate(rows) if r.source == source]
         if not fit_texts:
             raise SystemExit(f"--cv source: no benign rows outside source {source!r} to calibrate on")
-        cal = calibrate_on(factory, fit_texts, target_fpr=args.target_fpr, version=f"cv-without-{source}", base=base)
+        cal = calibrate_on(
+            factory,
+            fit_texts,
+            target_fpr=args.target_fpr,
+            version=f"cv-without-{source}",
+            base=base,
+            shrink=args.shrink,
+        )
         scored = assess(factory(cal), [rows[i].text for i in held], args.batch_size)
         for i, a in zip(held, scored, strict=True):
             out[i] = a
@@ -216,8 +229,10 @@ def _print_table(report: dict[str, object]) -> None:
         def f(v: object) -> str:
             return f"{v:.3f}" if isinstance(v, float) else "-"
 
-        print(f"{name:18} {f(m['auroc']):>7} {ci_s:>15} {f(m['auprc']):>7} {f(m['tpr_at_fpr_1pct']):>7} "
-              f"{f(m['tpr_at_fpr_0_1pct']):>8} {f(m['fpr_at_threshold']):>7} {f(m['tpr_at_threshold']):>7}")
+        print(
+            f"{name:18} {f(m['auroc']):>7} {ci_s:>15} {f(m['auprc']):>7} {f(m['tpr_at_fpr_1pct']):>7} "
+            f"{f(m['tpr_at_fpr_0_1pct']):>8} {f(m['fpr_at_threshold']):>7} {f(m['tpr_at_threshold']):>7}"
+        )
     print(f"category accuracy (top category == label, unsafe rows): {report['category_accuracy']}")
 
 
@@ -229,18 +244,30 @@ def run_calibrate(args: argparse.Namespace) -> int:
     factory = _MonitorFactory(args, _embedder(args))
     base = load_calibration(args.calibration)
     version = args.version or f"cal-{datetime.now(UTC):%Y%m%d%H%M}-{Path(args.data).stem}"
-    cal = calibrate_on(factory, [r.text for r in rows], target_fpr=args.target_fpr, version=version, base=base,
-                       tenant=args.tenant)
+    cal = calibrate_on(
+        factory,
+        [r.text for r in rows],
+        target_fpr=args.target_fpr,
+        version=version,
+        base=base,
+        tenant=args.tenant,
+        shrink=args.shrink,
+    )
     out = args.out or args.calibration or Path(str(importlib.resources.files("cotwatch") / "data" / "calibration.json"))
     save_calibration(cal, out)
-    print(f"wrote {out}: version {cal.version}, scorer {cal.scorer_version}, {len(rows)} benign texts, "
-          f"target FPR {args.target_fpr}")
+    print(
+        f"wrote {out}: version {cal.version}, scorer {cal.scorer_version}, {len(rows)} benign texts, "
+        f"target FPR {args.target_fpr}"
+    )
     return 0
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--embedding-model", default=DEFAULT_MODEL,
-                   help="package:<module>, a model folder, or 'hashing' (the test fake)")
+    p.add_argument(
+        "--embedding-model",
+        default=DEFAULT_MODEL,
+        help="package:<module>, a model folder, or 'hashing' (the test fake)",
+    )
     p.add_argument("--embedding-backend", default="torch", choices=["torch", "onnx"])
     p.add_argument("--taxonomy", default=None, help="taxonomy override file (as TAXONOMY_PATH)")
     p.add_argument("--calibration", default=None, help="calibration file (default: the packaged one)")
@@ -248,14 +275,24 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-heads", action="store_true", help="exemplar similarity only (the v0 scorer)")
     p.add_argument("--window-chars", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=64, help="texts per assess_texts call")
+    p.add_argument(
+        "--shrink",
+        type=float,
+        default=0.0,
+        help="calibration: 1 = per-category thresholds, 0 = one shared threshold (see calibration.py)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev = subparsers.add_parser("eval", help="score a labelled JSONL and report detection metrics")
     ev.add_argument("--data", required=True, help="JSONL with text, label (unsafe|benign), category[, source]")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
-    ev.add_argument("--cv", choices=["none", "source"], default="none",
-                    help="source: leave-one-source-out calibration (nothing fitted on the scored source)")
+    ev.add_argument(
+        "--cv",
+        choices=["none", "source"],
+        default="none",
+        help="source: leave-one-source-out calibration (nothing fitted on the scored source)",
+    )
     ev.add_argument("--target-fpr", type=float, default=0.01, help="target FPR for --cv calibration")
     _model_args(ev)
     ev.set_defaults(func=run_eval)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import importlib.resources
 import io
+import itertools
 import json
 import re
 import zlib
@@ -41,7 +42,7 @@ def lexical_features(texts: Sequence[str], n_features: int) -> tuple[list[list[i
     val: list[list[float]] = []
     for text in texts:
         toks = _WORD.findall(text.lower())
-        grams = set(toks) | {f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False)}
+        grams = set(toks) | {f"{a} {b}" for a, b in itertools.pairwise(toks)}
         cols = sorted({zlib.crc32(g.encode()) % n_features for g in grams})
         idx.append(cols)
         val.append([1.0 / np.sqrt(len(cols))] * len(cols) if cols else [])

@@ -55,16 +55,33 @@ def tpr_at_fpr(pos: F64, neg: F64, target: float) -> float:
     return float((pos > cut).mean())
 
 
-def compute(pos_scores: list[float], neg_scores: list[float], pos_flagged: list[bool], neg_flagged: list[bool],
-            *, bootstrap: int = 300, seed: int = 0) -> Metrics:
+def compute(
+    pos_scores: list[float],
+    neg_scores: list[float],
+    pos_flagged: list[bool],
+    neg_flagged: list[bool],
+    *,
+    bootstrap: int = 300,
+    seed: int = 0,
+) -> Metrics:
     pos = np.asarray(pos_scores, dtype=np.float64)
     neg = np.asarray(neg_scores, dtype=np.float64)
     tpr_t = float(np.mean(pos_flagged)) if pos_flagged else None
     fpr_t = float(np.mean(neg_flagged)) if neg_flagged else None
     g = tpr_t * (1.0 - fpr_t) if tpr_t is not None and fpr_t is not None else None
     if not len(pos) or not len(neg):
-        return Metrics(n_unsafe=len(pos), n_benign=len(neg), auroc=None, auprc=None, tpr_at_fpr_1pct=None,
-                       tpr_at_fpr_0_1pct=None, fpr_at_threshold=fpr_t, tpr_at_threshold=tpr_t, g_mean2=g, ci95=None)
+        return Metrics(
+            n_unsafe=len(pos),
+            n_benign=len(neg),
+            auroc=None,
+            auprc=None,
+            tpr_at_fpr_1pct=None,
+            tpr_at_fpr_0_1pct=None,
+            fpr_at_threshold=fpr_t,
+            tpr_at_threshold=tpr_t,
+            g_mean2=g,
+            ci95=None,
+        )
     rng = np.random.default_rng(seed)
     boot = [auroc(rng.choice(pos, len(pos)), rng.choice(neg, len(neg))) for _ in range(bootstrap)]
     return Metrics(

@@ -71,24 +71,27 @@ def fit_heads(
     *,
     encoder: str,
     version: str,
-    c_emb: float = 1.0,
+    c_emb: float = 3.0,
     c_lex: float = 10.0,
-    lex_weight: float = 0.5,
+    lex_weight: float = 1.0,
     lex_features: int = DEFAULT_LEX_FEATURES,
     sample_weight: Sequence[float] | None = None,
 ) -> HeadModel:
     """Fit the embedding head and the lexical head on the same rows; ``benign`` becomes class 0."""
     linear_model: Any = importlib.import_module("sklearn.linear_model")
     sparse: Any = importlib.import_module("scipy.sparse")
-    classes = [BENIGN] + sorted(set(labels) - {BENIGN})
+    classes = [BENIGN, *sorted(set(labels) - {BENIGN})]
     y = np.array([classes.index(label) for label in labels])
     weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     emb = linear_model.LogisticRegression(C=c_emb, max_iter=3000).fit(embeddings, y, sample_weight=weights)
     idx, val = lexical_features(texts, lex_features)
     indptr = np.cumsum([0] + [len(i) for i in idx])
     matrix = sparse.csr_matrix(
-        (np.concatenate([np.asarray(v) for v in val]), np.concatenate([np.asarray(i, dtype=np.int64) for i in idx]),
-         indptr),
+        (
+            np.concatenate([np.asarray(v) for v in val]),
+            np.concatenate([np.asarray(i, dtype=np.int64) for i in idx]),
+            indptr,
+        ),
         shape=(len(texts), lex_features),
     )
     lex = linear_model.LogisticRegression(C=c_lex, max_iter=3000).fit(matrix, y, sample_weight=weights)

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cotwatch.detection import commands
+from cotwatch.detection.calibration import load_calibration
+from cotwatch.detection.metrics import auprc, auroc, compute, tpr_at_fpr
+from cotwatch.detection.taxonomy import load_taxonomy
+
+
+def test_metrics_basic() -> None:
+    pos, neg = np.array([3.0, 4.0, 5.0]), np.array([0.0, 1.0, 2.0, 3.0])
+    assert auroc(pos, neg) == pytest.approx((3 * 4 - 0.5) / 12)
+    assert auprc(np.array([2.0]), np.array([1.0])) == 1.0
+    assert tpr_at_fpr(pos, neg, 0.01) == pytest.approx(2 / 3)
+    m = compute([3, 4], [0, 1], [True, False], [False, False], bootstrap=20)
+    assert m.g_mean2 == 0.5 and m.ci95 is not None
+
+
+def _write_rows(path: Path) -> None:
+    tax = load_taxonomy()
+    rows = []
+    for cid, cat in tax.categories.items():
+        rows += [{"text": e.text, "label": "unsafe", "category": cid, "source": "a"} for e in cat.exemplars[:4]]
+        rows += [
+            {"text": e.text, "label": "benign", "category": "benign", "source": "b"} for e in cat.benign_lookalikes
+        ]
+    rows += [{"text": e.text, "label": "benign", "category": "benign", "source": "a"} for e in tax.benign_reasoning]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+
+
+def test_eval_json_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "rows.jsonl"
+    _write_rows(data)
+    cal = tmp_path / "cal.json"
+    assert commands.main(["calibrate", "--data", str(data), "--embedding-model", "hashing", "--out", str(cal)]) == 0
+    capsys.readouterr()
+    assert (
+        commands.main(
+            ["eval", "--data", str(data), "--json", "--embedding-model", "hashing", "--calibration", str(cal)]
+        )
+        == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] > 50 and report["texts_per_s"] > 0
+    for key in (
+        "auroc",
+        "auprc",
+        "tpr_at_fpr_1pct",
+        "tpr_at_fpr_0_1pct",
+        "fpr_at_threshold",
+        "tpr_at_threshold",
+        "g_mean2",
+        "ci95",
+    ):
+        assert key in report["overall"]
+    assert set(report["per_category"]) == set(load_taxonomy().category_ids)
+    assert report["overall"]["auroc"] > 0.8  # exemplars score against themselves
+    assert report["overall"]["fpr_at_threshold"] <= 0.05
+    assert 0 <= report["category_accuracy"] <= 1
+    assert load_calibration(cal).version.startswith("cal-")
+
+
+def test_eval_cv_source_and_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "rows.jsonl"
+    _write_rows(data)
+    assert commands.main(["eval", "--data", str(data), "--cv", "source", "--embedding-model", "hashing"]) == 0
+    out = capsys.readouterr().out
+    assert "leave-one-source-out" in out and "overall" in out
