@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,14 +82,15 @@ def test_counters_apply_exactly_once_in_one_transaction(
 ) -> None:
     store = DynamoCounterStore(local_aws_names.name("CountersTable"))
     hour = "2026-11-26T15"
+    tenant = f"acme-{uuid.uuid4().hex[:6]}"  # the table is shared by the session's other tests
     increments = {
-        CounterKey(hour=hour, tenant="acme", model="m", metric="chunks"): 1,
-        CounterKey(hour=hour, tenant="acme", model="m", metric="flagged_chunks", category="cyber"): 1,
+        CounterKey(hour=hour, tenant=tenant, model="m", metric="chunks"): 1,
+        CounterKey(hour=hour, tenant=tenant, model="m", metric="flagged_chunks", category="cyber"): 1,
     }
     assert store.apply_once("traces-0@1", increments) is True
     assert store.apply_once("traces-0@1", increments) is False  # redelivery
     assert store.apply_once("traces-0@2", increments) is True
-    rows = {(r["metric"], r["category"]): r["count"] for r in store.hour(hour)}
+    rows = {(r["metric"], r["category"]): r["count"] for r in store.hour(hour) if r["tenant"] == tenant}
     assert rows == {("chunks", "-"): 2, ("flagged_chunks", "cyber"): 2}
 
 

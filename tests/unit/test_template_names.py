@@ -320,10 +320,18 @@ def test_fifo_topics_and_queues_get_their_arns_and_urls(grown: dict[str, Any]) -
 
 
 def test_function_environment_merges_globals_and_resolves_what_it_can(
-    grown: dict[str, Any], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    grown: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A handler imported earlier in the session (powertools Logger(service="cotwatch")) stops propagation.
-    monkeypatch.setattr(logging.getLogger("cotwatch"), "propagate", True)
+    # Listen on the module's own logger: a handler imported earlier in the session (powertools
+    # Logger(service="cotwatch")) reconfigures the "cotwatch" logger tree, so root-level capture is unreliable.
+    records: list[logging.LogRecord] = []
+    listener = logging.Handler(level=logging.DEBUG)
+    listener.emit = records.append  # type: ignore[method-assign]
+    target = logging.getLogger("cotwatch.local.resources")
+    monkeypatch.setattr(target, "disabled", False)
+    monkeypatch.setattr(target, "level", logging.DEBUG)
+    target.addHandler(listener)
+    monkeypatch.setattr(target, "handlers", [*target.handlers])
     names = resolve_names(grown, stack_name="s")
     # When the image-packaged scorer's environment is resolved
     env = function_environment(grown, "Scorer", names)
@@ -348,7 +356,9 @@ def test_function_environment_merges_globals_and_resolves_what_it_can(
     assert "MAYBE" not in env
     assert "KEY_ARN" not in env
     assert "IMPORTED" not in env
-    assert "KEY_ARN" in caplog.text and "IMPORTED" in caplog.text
+    target.removeHandler(listener)
+    logged = " ".join(r.getMessage() for r in records)
+    assert "KEY_ARN" in logged and "IMPORTED" in logged
 
 
 def test_plain_lambda_functions_do_not_get_sam_globals(grown: dict[str, Any]) -> None:
