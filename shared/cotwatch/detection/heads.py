@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cotwatch.detection.embedding import Embedder, Matrix
-from cotwatch.detection.scorer import WindowScores
+from cotwatch.detection.scorer import WindowScores, embed_exemplars
 from cotwatch.detection.taxonomy import Taxonomy
 
 BENIGN = "benign"
@@ -164,14 +164,7 @@ class HeadScorer:
         self._heads = heads
         self._categories = taxonomy.category_ids
         self._head_index = {c: i for i, c in enumerate(heads.classes[1:])}
-        self._pos: list[Matrix] = []
-        self._pos_ids: list[list[str]] = []
-        negatives = list(taxonomy.benign_reasoning)
-        for cat in taxonomy.categories.values():
-            self._pos.append(embedder.encode([e.text for e in cat.exemplars]))
-            self._pos_ids.append([e.id for e in cat.exemplars])
-            negatives.extend(cat.benign_lookalikes)
-        self._neg = embedder.encode([e.text for e in negatives]) if negatives else None
+        self._pos, self._pos_ids, self._neg = embed_exemplars(taxonomy, embedder)
         self._version = f"heads-v1/{heads.version}/{taxonomy.version}/{embedder.name}"
 
     @property

@@ -38,6 +38,17 @@ class WindowScorer(Protocol):
         ...
 
 
+def embed_exemplars(taxonomy: Taxonomy, embedder: Embedder) -> tuple[list[Matrix], list[list[str]], Matrix | None]:
+    """Each category's exemplar embeddings and ids, and all benign look-alikes and reasoning as negatives."""
+    positives = [embedder.encode([e.text for e in cat.exemplars]) for cat in taxonomy.categories.values()]
+    ids = [[e.id for e in cat.exemplars] for cat in taxonomy.categories.values()]
+    negatives = [
+        *taxonomy.benign_reasoning,
+        *(e for cat in taxonomy.categories.values() for e in cat.benign_lookalikes),
+    ]
+    return positives, ids, (embedder.encode([e.text for e in negatives]) if negatives else None)
+
+
 class ExemplarScorer:
     """Max-similarity to category exemplars, discounted by similarity to benign look-alikes."""
 
@@ -45,14 +56,7 @@ class ExemplarScorer:
         self._taxonomy = taxonomy
         self._negative_weight = negative_weight
         self._categories = taxonomy.category_ids
-        self._pos: list[Matrix] = []
-        self._pos_ids: list[list[str]] = []
-        negatives = list(taxonomy.benign_reasoning)
-        for cat in taxonomy.categories.values():
-            self._pos.append(embedder.encode([e.text for e in cat.exemplars]))
-            self._pos_ids.append([e.id for e in cat.exemplars])
-            negatives.extend(cat.benign_lookalikes)
-        self._neg = embedder.encode([e.text for e in negatives]) if negatives else None
+        self._pos, self._pos_ids, self._neg = embed_exemplars(taxonomy, embedder)
         self._version = f"exemplar-v1/{taxonomy.version}/{embedder.name}"
 
     @property
