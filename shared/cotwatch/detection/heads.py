@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cotwatch.detection.embedding import Embedder, Matrix
-from cotwatch.detection.scorer import WindowScores, embed_exemplars
+from cotwatch.detection.scorer import ExemplarIndexScorer, Nearest
 from cotwatch.detection.taxonomy import Taxonomy
 
 BENIGN = "benign"
@@ -151,7 +151,7 @@ def find_heads(embedder_name: str, path: str | Path | None = None) -> HeadModel 
     return None
 
 
-class HeadScorer:
+class HeadScorer(ExemplarIndexScorer):
     """Scores windows with trained heads; categories the heads do not know (added by a user's taxonomy)
     fall back to exemplar similarity, and close matches to any exemplar add to the head's score so that
     user-supplied exemplars take effect without retraining."""
@@ -161,37 +161,20 @@ class HeadScorer:
     FALLBACK_SCALE = 20.0  # maps exemplar similarity margins onto a log-odds-like range
 
     def __init__(self, taxonomy: Taxonomy, embedder: Embedder, heads: HeadModel) -> None:
+        super().__init__(taxonomy, embedder, f"heads-v1/{heads.version}/{taxonomy.version}/{embedder.name}")
         self._heads = heads
-        self._categories = taxonomy.category_ids
         self._head_index = {c: i for i, c in enumerate(heads.classes[1:])}
-        self._pos, self._pos_ids, self._neg = embed_exemplars(taxonomy, embedder)
-        self._version = f"heads-v1/{heads.version}/{taxonomy.version}/{embedder.name}"
 
-    @property
-    def version(self) -> str:
-        return self._version
-
-    @property
-    def categories(self) -> list[str]:
-        return self._categories
-
-    def score(self, embeddings: Matrix, texts: Sequence[str] = ()) -> WindowScores:
+    def _raw(self, embeddings: Matrix, texts: Sequence[str], nearest: Nearest) -> F64:
         n = embeddings.shape[0]
-        raw = np.zeros((n, len(self._categories)), dtype=np.float64)
-        matches: list[list[tuple[str, ...]]] = [[() for _ in self._categories] for _ in range(n)]
-        if n == 0:
-            return WindowScores(self._categories, raw, matches)
         odds = self._heads.log_odds(embeddings, texts if len(texts) == n else [""] * n)
-        neg = (embeddings @ self._neg.T).max(axis=1) if self._neg is not None else np.zeros(n)
-        for c, (category, pos, ids) in enumerate(zip(self._categories, self._pos, self._pos_ids, strict=True)):
-            sims = embeddings @ pos.T
-            best = sims.max(axis=1).astype(np.float64)
+        raw = np.zeros((n, len(self.categories)), dtype=np.float64)
+        for c, category in enumerate(self.categories):
+            best = nearest.best[:, c]
             head = self._head_index.get(category)
             if head is None:
-                raw[:, c] = self.FALLBACK_SCALE * (best - 0.5 * np.maximum(neg - best, 0.0) - 0.5)
+                margin = best - 0.5 * np.maximum(nearest.negative - best, 0.0) - 0.5
+                raw[:, c] = self.FALLBACK_SCALE * margin
             else:
                 raw[:, c] = odds[:, head] + self.EXEMPLAR_GAIN * np.maximum(best - self.EXEMPLAR_FLOOR, 0.0)
-            top = np.argsort(-sims, axis=1)[:, :2]
-            for i in range(n):
-                matches[i][c] = tuple(ids[j] for j in top[i])
-        return WindowScores(self._categories, raw, matches)
+        return raw

@@ -49,15 +49,24 @@ def embed_exemplars(taxonomy: Taxonomy, embedder: Embedder) -> tuple[list[Matrix
     return positives, ids, (embedder.encode([e.text for e in negatives]) if negatives else None)
 
 
-class ExemplarScorer:
-    """Max-similarity to category exemplars, discounted by similarity to benign look-alikes."""
+@dataclass(frozen=True)
+class Nearest:
+    """For n windows and k categories: best exemplar similarity per category, best look-alike similarity,
+    and the two nearest exemplar ids per category (the evidence's "why")."""
 
-    def __init__(self, taxonomy: Taxonomy, embedder: Embedder, *, negative_weight: float = 0.5) -> None:
-        self._taxonomy = taxonomy
-        self._negative_weight = negative_weight
+    best: npt.NDArray[np.float64]  # (n, k)
+    negative: npt.NDArray[np.float64]  # (n,)
+    matches: list[list[tuple[str, ...]]]
+
+
+class ExemplarIndexScorer:
+    """Base of the scorers: embeds the taxonomy's exemplars once, owns ``version`` and ``categories``, and
+    turns a batch into :class:`WindowScores`. Subclasses only say how a window's raw scores are computed."""
+
+    def __init__(self, taxonomy: Taxonomy, embedder: Embedder, version: str) -> None:
         self._categories = taxonomy.category_ids
         self._pos, self._pos_ids, self._neg = embed_exemplars(taxonomy, embedder)
-        self._version = f"exemplar-v1/{taxonomy.version}/{embedder.name}"
+        self._version = version
 
     @property
     def version(self) -> str:
@@ -69,16 +78,36 @@ class ExemplarScorer:
 
     def score(self, embeddings: Matrix, texts: Sequence[str] = ()) -> WindowScores:
         n = embeddings.shape[0]
-        raw = np.zeros((n, len(self._categories)), dtype=np.float64)
+        if n == 0:  # an empty batch has no embedding width, so no matrix products
+            return WindowScores(self._categories, np.zeros((0, len(self._categories))), [])
+        nearest = self._nearest(embeddings)
+        return WindowScores(self._categories, self._raw(embeddings, texts, nearest), nearest.matches)
+
+    def _raw(self, embeddings: Matrix, texts: Sequence[str], nearest: Nearest) -> npt.NDArray[np.float64]:
+        raise NotImplementedError
+
+    def _nearest(self, embeddings: Matrix) -> Nearest:
+        n = embeddings.shape[0]
+        best = np.zeros((n, len(self._categories)), dtype=np.float64)
         matches: list[list[tuple[str, ...]]] = [[() for _ in self._categories] for _ in range(n)]
-        if n == 0:
-            return WindowScores(self._categories, raw, matches)
-        neg = (embeddings @ self._neg.T).max(axis=1) if self._neg is not None else np.zeros(n)
         for c, (pos, ids) in enumerate(zip(self._pos, self._pos_ids, strict=True)):
             sims = embeddings @ pos.T
-            best = sims.max(axis=1)
-            raw[:, c] = best - self._negative_weight * np.maximum(neg - best, 0.0)
+            best[:, c] = sims.max(axis=1)
             top = np.argsort(-sims, axis=1)[:, :2]
             for i in range(n):
                 matches[i][c] = tuple(ids[j] for j in top[i])
-        return WindowScores(self._categories, raw, matches)
+        negative = (embeddings @ self._neg.T).max(axis=1).astype(np.float64) if self._neg is not None else np.zeros(n)
+        return Nearest(best, negative, matches)
+
+
+class ExemplarScorer(ExemplarIndexScorer):
+    """Max-similarity to category exemplars, discounted by similarity to benign look-alikes."""
+
+    def __init__(self, taxonomy: Taxonomy, embedder: Embedder, *, negative_weight: float = 0.5) -> None:
+        super().__init__(taxonomy, embedder, f"exemplar-v1/{taxonomy.version}/{embedder.name}")
+        self._negative_weight = negative_weight
+
+    def _raw(self, embeddings: Matrix, texts: Sequence[str], nearest: Nearest) -> npt.NDArray[np.float64]:
+        best, neg = nearest.best, nearest.negative[:, None]
+        out: npt.NDArray[np.float64] = best - self._negative_weight * np.maximum(neg - best, 0.0)
+        return out
