@@ -12,7 +12,7 @@ import binascii
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 MSK_SOURCE = "aws:kafka"
 SELF_MANAGED_SOURCES = frozenset({"SelfManagedKafka", "aws:SelfManagedKafka"})
@@ -35,7 +35,18 @@ class KafkaRecord(BaseModel):
     timestamp_type: str | None = None
     key: bytes | None = None
     value: bytes | None = None
-    headers: dict[str, bytes] = Field(default_factory=dict)
+    # Kafka allows a header name more than once, so headers stay an ordered list of (name, value) pairs.
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _pairs(cls, value: Any) -> Any:
+        return tuple(value.items()) if isinstance(value, Mapping) else value
+
+    def header(self, name: str) -> bytes | None:
+        """The last value sent under ``name`` (what most readers want), or None."""
+        found = [v for n, v in self.headers if n == name]
+        return found[-1] if found else None
 
     @property
     def record_id(self) -> str:
@@ -67,18 +78,14 @@ def _b64(value: Any, field: str, where: str) -> bytes | None:
         raise KafkaEventError(f"{where}: '{field}' is not valid base64") from exc
 
 
-def decode_headers(raw: Iterable[Mapping[str, Iterable[int]]] | None) -> dict[str, bytes]:
-    """Kafka headers arrive as ``[{name: [signed byte, ...]}, ...]``; later duplicates win."""
-    headers: dict[str, bytes] = {}
-    for entry in raw or []:
-        for name, values in entry.items():
-            headers[name] = bytes(v & 0xFF for v in values)
-    return headers
+def decode_headers(raw: Iterable[Mapping[str, Iterable[int]]] | None) -> tuple[tuple[str, bytes], ...]:
+    """Kafka headers arrive as ``[{name: [signed byte, ...]}, ...]``; order and repeated names are kept."""
+    return tuple((name, bytes(v & 0xFF for v in values)) for entry in raw or [] for name, values in entry.items())
 
 
-def encode_headers(headers: Mapping[str, bytes]) -> list[dict[str, list[int]]]:
+def encode_headers(headers: Iterable[tuple[str, bytes]]) -> list[dict[str, list[int]]]:
     """The inverse of :func:`decode_headers`, as Lambda writes them (Java signed bytes)."""
-    return [{name: [b - 256 if b > 127 else b for b in value]} for name, value in headers.items()]
+    return [{name: [b - 256 if b > 127 else b for b in value]} for name, value in headers]
 
 
 def parse_kafka_event(event: Mapping[str, Any]) -> KafkaBatch:

@@ -188,7 +188,7 @@ class ScoreTraces:
             timestamp_ms=record.timestamp_ms,
             key_b64=base64.b64encode(record.key).decode() if record.key is not None else None,
             value_b64=base64.b64encode(record.value).decode() if record.value is not None else None,
-            headers={k: base64.b64encode(v).decode() for k, v in record.headers.items()},
+            headers=[(k, base64.b64encode(v).decode()) for k, v in record.headers],
             dead_lettered_at=now,
         )
         location = self._dead_letters.write(letter)

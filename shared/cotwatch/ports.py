@@ -89,7 +89,7 @@ class DeadLetter(BaseModel):
     timestamp_ms: int | None
     key_b64: str | None
     value_b64: str | None
-    headers: dict[str, str]
+    headers: list[tuple[str, str]]  # (name, base64 value), in the order sent; a name may repeat
     dead_lettered_at: datetime
 
 

@@ -112,7 +112,7 @@ def test_dead_letters_land_under_a_deterministic_key(
     sink = S3DeadLetterSink(bucket)
     letter = DeadLetter(
         reason="not_json", detail="value is not JSON", topic="traces", partition=2, offset=41, timestamp_ms=1,
-        key_b64=None, value_b64="eA==", headers={}, dead_lettered_at=datetime.now(UTC),
+        key_b64=None, value_b64="eA==", headers=[], dead_lettered_at=datetime.now(UTC),
     )  # fmt: skip
     location = sink.write(letter)
     assert location == sink.write(letter)  # idempotent

@@ -47,7 +47,7 @@ def test_parses_every_kafka_event_source(source: str) -> None:
     assert [r.record_id for r in batch.records] == ["traces-0@5", "traces-0@6", "traces-2@9"]
     assert batch.records[1].key is None
     assert batch.records[0].value == b"a"
-    assert batch.records[0].headers == {"content-type": b"app", "sig": bytes([255, 0, 127, 128])}
+    assert batch.records[0].headers == (("content-type", b"app"), ("sig", bytes([255, 0, 127, 128])))
     assert batch.bootstrap_servers == ["b-1:9092", "b-2:9092"]
 
 
@@ -87,8 +87,23 @@ def test_build_and_parse_round_trip() -> None:
 
 
 def test_headers_use_java_signed_bytes() -> None:
-    assert encode_headers({"x": bytes([0, 127, 128, 255])}) == [{"x": [0, 127, -128, -1]}]
-    assert decode_headers(encode_headers({"x": bytes(range(256))})) == {"x": bytes(range(256))}
+    assert encode_headers([("x", bytes([0, 127, 128, 255]))]) == [{"x": [0, 127, -128, -1]}]
+    assert decode_headers(encode_headers([("x", bytes(range(256)))])) == (("x", bytes(range(256))),)
+
+
+def test_repeated_header_names_keep_every_value_in_order() -> None:
+    # Given a record that carries the same header name twice (Kafka allows it)
+    raw = [{"trace-hop": [97]}, {"other": [1]}, {"trace-hop": [98]}]
+
+    # When it is decoded and encoded again
+    headers = decode_headers(raw)
+
+    # Then nothing is dropped, the order survives the round trip, and header() reads the last value
+    assert headers == (("trace-hop", b"a"), ("other", b"\x01"), ("trace-hop", b"b"))
+    assert encode_headers(headers) == raw
+    record = KafkaRecord(topic="t", partition=0, offset=1, headers=headers)
+    assert record.header("trace-hop") == b"b"
+    assert record.header("missing") is None
 
 
 def test_batch_item_identifier_is_lambdas_composite_shape() -> None:

@@ -256,7 +256,7 @@ def test_record_from_consumer_keeps_bytes_headers_and_timestamp_type() -> None:
     assert (record.topic, record.partition, record.offset) == (TOPIC, 3, 42)
     assert record.key is None and record.value == b"\x00\xff"
     assert record.timestamp_type == "LOG_APPEND_TIME"
-    assert record.headers == {"a": b"\x80", "n": b""}
+    assert record.headers == (("a", b"\x80"), ("n", b""))
 
 
 def test_unknown_timestamp_becomes_none() -> None:

@@ -16,9 +16,8 @@ in-process with exactly the event Lambda would send, then settles offsets the wa
   when there is none) and the partition moves past the batch.
 
 Deviations from the real ESM: no bisect-on-error or maximum record age; a single record too big for any
-invoke payload is sent to the destination (condition ``PayloadTooLarge``) without an invocation; headers
-pass through :class:`KafkaRecord`, so repeated header names collapse to the last value and null header
-values become empty arrays; retries have no backoff unless ``retry_backoff_ms`` is set.
+invoke payload is sent to the destination (condition ``PayloadTooLarge``) without an invocation; null
+header values become empty arrays (Lambda's byte arrays cannot say null); retries have no backoff unless ``retry_backoff_ms`` is set.
 
 The decision logic lives in pure classes (:class:`BatchAccumulator`, :func:`parse_batch_response`,
 :class:`RetryTracker`) so it is unit-tested without a broker; the poller only moves records between them
@@ -98,7 +97,7 @@ def record_from_consumer(msg: ConsumerRecordLike) -> KafkaRecord:
         key=msg.key,
         value=msg.value,
         # Kafka allows null header values; Lambda's byte arrays cannot express null, so they become empty.
-        headers={name: value or b"" for name, value in (msg.headers or [])},
+        headers=tuple((name, value or b"") for name, value in (msg.headers or [])),
     )
 
 
