@@ -16,10 +16,10 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from cotwatch.detection.calibration import Calibration, fit_calibration, load_calibration, save_calibration
 from cotwatch.detection.embedding import DEFAULT_MODEL, Embedder, Matrix, SentenceTransformerEmbedder
@@ -32,12 +32,30 @@ CATEGORY_ORDER = ("bio_chem", "cyber", "self_improvement", "cot_misbehaviour", "
 
 
 class EvalRow(BaseModel):
+    """One labelled row of an eval or calibration file; lenient where other datasets differ harmlessly."""
+
     model_config = ConfigDict(extra="ignore")
 
     text: str
     label: Literal["unsafe", "benign"]
     category: str = "benign"
     source: str = "unknown"
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _label_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("category", "source", mode="before")
+    @classmethod
+    def _null_is_default(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:  # a benign row often has no category; its default applies
+            return "benign" if info.field_name == "category" else "unknown"
+        return value
+
+
+class EvalDataError(ValueError):
+    """A row of an eval or calibration file that cannot be read, with its file and line."""
 
 
 class CachingEmbedder:
@@ -66,9 +84,16 @@ class CachingEmbedder:
 def load_rows(path: str | Path) -> list[EvalRow]:
     rows = []
     with Path(path).open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
                 rows.append(EvalRow.model_validate_json(line))
+            except ValidationError as exc:
+                problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in exc.errors())
+                raise EvalDataError(f"{path}:{number}: {problems}") from exc
+    if not rows:
+        raise EvalDataError(f"{path}: no rows")
     return rows
 
 
@@ -161,8 +186,19 @@ def summarise(rows: Sequence[EvalRow], assessments: Sequence[ChunkAssessment]) -
     }
 
 
+def _read_rows(path: str, command: str) -> list[EvalRow] | None:
+    """The rows of ``--data``, or None after printing why they cannot be read (the command exits 2)."""
+    try:
+        return load_rows(path)
+    except (EvalDataError, OSError, UnicodeDecodeError) as exc:
+        print(f"cotwatch {command}: {exc}", file=sys.stderr)
+        return None
+
+
 def run_eval(args: argparse.Namespace) -> int:
-    rows = load_rows(args.data)
+    rows = _read_rows(args.data, "eval")
+    if rows is None:
+        return 2
     texts = [r.text for r in rows]
     embedder = _embedder(args)
     factory = _MonitorFactory(args, embedder)
@@ -237,7 +273,10 @@ def _print_table(report: dict[str, object]) -> None:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
-    rows = [r for r in load_rows(args.data) if r.label == "benign"]
+    read = _read_rows(args.data, "calibrate")
+    if read is None:
+        return 2
+    rows = [r for r in read if r.label == "benign"]
     if not rows:
         print("no benign rows in --data", file=sys.stderr)
         return 2
