@@ -171,5 +171,10 @@ def render(report: DemoReport, out: TextIO) -> None:
         out.write(f"expectations not met ({len(report.mismatches)}):\n")
         for line in report.mismatches:
             out.write(f"  - {line}\n")
+        # The plumbing is checked above (drained, dead letters, failed batches); these are detector verdicts.
+        out.write(
+            "  (detector misses or false alarms at the shipped operating point, 1% FPR on hard look-alikes;\n"
+            "   see docs/detection.md, 'Choosing the operating point', to trade them against each other)\n"
+        )
     else:
         out.write("every unsafe demo trace alerted its expected categories; no benign trace alerted\n")
