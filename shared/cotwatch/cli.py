@@ -92,6 +92,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
         function_name=args.function,
         batch_size=args.batch_size,
         batching_window_ms=args.batching_window_ms,
+        maximum_record_age_s=args.maximum_record_age_s,
     )
     from cotwatch.local.invoker import patched_environ
 
@@ -177,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     poll.add_argument("--function", default="score_traces")
     poll.add_argument("--batch-size", type=int, default=100)
     poll.add_argument("--batching-window-ms", type=int, default=500)
+    poll.add_argument(
+        "--maximum-record-age-s",
+        type=int,
+        default=-1,
+        help="records older than this go to the on-failure destination (-1: no limit; the template uses 86400)",
+    )
     poll.add_argument("--drain", action="store_true", help="stop once the topic is drained")
     poll.add_argument("--idle-s", type=float, default=3.0)
     poll.set_defaults(func=cmd_poll)

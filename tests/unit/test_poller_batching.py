@@ -7,7 +7,7 @@ import base64
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +212,7 @@ def make_poller(
     handler: Any,
     *,
     destination: Any = None,
+    now_ms: int = 1_700_000_000_000,
     **overrides: Any,
 ) -> tuple[EventSourcePoller, FakeConsumer, FakeClock]:
     clock = FakeClock()
@@ -231,6 +232,7 @@ def make_poller(
         on_failure=destination,
         consumer=consumer,
         clock=clock,
+        wall_clock=lambda: now_ms / 1000,
     )
     return poller, consumer, clock
 
@@ -720,3 +722,45 @@ def test_powertools_partial_responses_drive_the_poller_through_the_invoker(tmp_p
     seen = invoker.load("pt_consumer").module.SEEN
     assert seen.count((1, 2)) == 3 and seen.count((0, 0)) == 1
     assert invoker.cold_start_ms("pt_consumer") is not None
+
+
+def test_records_older_than_the_maximum_age_skip_the_function() -> None:
+    # Given a partition whose first two records are two hours old and a one-hour maximum record age
+    handler = Recorder()
+    dlq = InMemoryDestination()
+    poller, consumer, _ = make_poller({0: 4}, handler, destination=dlq, maximum_record_age_s=3600)
+    now_ms = 1_700_000_000_000  # make_poller's wall clock
+    log = consumer.logs[(TOPIC, 0)]
+    for i in (0, 1):
+        log[i] = replace(log[i], timestamp=now_ms - 7_200_000)
+
+    # When the poller drains it
+    stats = poller.run_until_drained(idle_timeout_s=1)
+
+    # Then the old records go to the destination without an invocation, the rest are invoked,
+    # and the partition is committed past everything
+    assert [f.condition for f in dlq.failures] == ["RecordAgeExceeded"]
+    assert [r.offset for r in dlq.failures[0].records] == [0, 1]
+    assert sorted(o for p, o in handler.deliveries if p == 0) == [2, 3]
+    assert consumer.committed == {(TOPIC, 0): 4} and stats.sent_to_destination == 2
+
+
+def test_an_old_record_behind_a_fresh_one_is_still_invoked() -> None:
+    # Given an old record that follows a fresh one (producer clock skew)
+    handler = Recorder()
+    dlq = InMemoryDestination()
+    poller, consumer, _ = make_poller({0: 3}, handler, destination=dlq, maximum_record_age_s=3600)
+    now_ms = 1_700_000_000_000  # make_poller's wall clock
+    log = consumer.logs[(TOPIC, 0)]
+    log[1] = replace(log[1], timestamp=now_ms - 7_200_000)
+
+    poller.run_until_drained(idle_timeout_s=1)
+
+    # Then nothing is skipped: skipping it would commit past records still to be invoked
+    assert dlq.failures == [] and sorted(o for _, o in handler.deliveries) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("age", [0, 59, 604_801])
+def test_maximum_record_age_follows_lambdas_range(age: int) -> None:
+    with pytest.raises(ValueError, match="maximum_record_age_s"):
+        PollerConfig(bootstrap_servers=BOOTSTRAP, topics=[TOPIC], maximum_record_age_s=age)

@@ -15,7 +15,11 @@ in-process with exactly the event Lambda would send, then settles offsets the wa
   times; then the records that failed in the last attempt go to the on-failure destination (or are skipped
   when there is none) and the partition moves past the batch.
 
-Deviations from the real ESM: no bisect-on-error or maximum record age; a single record too big for any
+* **Maximum record age** - with ``maximum_record_age_s`` set, records older than that skip the function and
+  go to the on-failure destination (condition ``RecordAgeExceeded``), but only while they are the oldest
+  uncommitted records of their partition, so skipping never commits past a record still to be invoked.
+
+Deviations from the real ESM: no bisect-on-error; a single record too big for any
 invoke payload is sent to the destination (condition ``PayloadTooLarge``) without an invocation; null
 header values become empty arrays (Lambda's byte arrays cannot say null); retries have no backoff unless ``retry_backoff_ms`` is set.
 
@@ -27,6 +31,7 @@ and a consumer.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -427,6 +432,19 @@ class RetryTracker:
         return actions
 
 
+def leading_expired(records: Sequence[KafkaRecord], max_age_s: int, now_ms: int) -> dict[TP, list[KafkaRecord]]:
+    """Per partition, the run of records at the front of the batch older than ``max_age_s`` (-1: none)."""
+    if max_age_s < 0:
+        return {}
+    cutoff = now_ms - max_age_s * 1000
+
+    def old(record: KafkaRecord) -> bool:
+        return record.timestamp_ms is not None and record.timestamp_ms < cutoff
+
+    runs = {tp: list(itertools.takewhile(old, recs)) for tp, recs in group_by_partition(records).items()}
+    return {tp: run for tp, run in runs.items() if run}
+
+
 # -------------------------------------------------------------------------------- on-failure destinations
 
 
@@ -437,7 +455,7 @@ class FailedRecords(BaseModel):
 
     function_name: str
     function_arn: str
-    condition: Literal["RetryAttemptsExhausted", "PayloadTooLarge"]
+    condition: Literal["RetryAttemptsExhausted", "RecordAgeExceeded", "PayloadTooLarge"]
     topic: str
     partition: int
     attempts: int
@@ -553,6 +571,7 @@ class PollerConfig(BaseModel):
     batching_window_ms: int = Field(default=500, ge=0, le=300_000)
     max_payload_bytes: int = Field(default=MAX_PAYLOAD_BYTES, ge=1024)
     maximum_retry_attempts: int = Field(default=2, ge=-1, le=10_000)
+    maximum_record_age_s: int = Field(default=-1, ge=-1, le=604_800)  # -1: no limit, as Lambda's default
     retry_backoff_ms: int = Field(default=0, ge=0)
     starting_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
     function_timeout_s: int = Field(default=300, ge=1, le=900)
@@ -565,6 +584,13 @@ class PollerConfig(BaseModel):
     @classmethod
     def _one_topic(cls, value: Any) -> Any:
         return (value,) if isinstance(value, str) else value
+
+    @field_validator("maximum_record_age_s")
+    @classmethod
+    def _lambda_age_range(cls, value: int) -> int:
+        if 0 <= value < 60:
+            raise ValueError("maximum_record_age_s is -1 (no limit) or 60..604800, as on Lambda")
+        return value
 
     @property
     def consumer_group(self) -> str:
@@ -664,6 +690,7 @@ class EventSourcePoller:
         context_factory: Callable[[], LambdaContextLike] | None = None,
         consumer: ConsumerLike | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.handler = handler
@@ -671,6 +698,7 @@ class EventSourcePoller:
         self.stats = PollerStats()
         self._context_factory = context_factory or self._default_context
         self._clock = clock
+        self._wall_clock = wall_clock  # record timestamps are wall-clock milliseconds
         self._consumer = consumer
         self._listener = _RebalanceListener()
         self._subscribed = False
@@ -861,6 +889,14 @@ class EventSourcePoller:
     def _process(self, batch: Batch) -> None:
         cfg = self.config
         records = list(batch.records)
+        expired = leading_expired(records, cfg.maximum_record_age_s, int(self._wall_clock() * 1000))
+        if expired:
+            for tp, run in expired.items():
+                self._give_up_expired(tp, run)
+            skipped = {(r.topic, r.partition, r.offset) for run in expired.values() for r in run}
+            records = [r for r in records if (r.topic, r.partition, r.offset) not in skipped]
+            if not records:
+                return
         if batch.size_bytes > cfg.max_payload_bytes:
             self._give_up_oversized(records[0], batch.size_bytes)
             return
@@ -966,6 +1002,36 @@ class EventSourcePoller:
             action.attempt,
             len(action.dead_letter),
         )
+
+    def _give_up_expired(self, tp: TP, run: Sequence[KafkaRecord]) -> None:
+        logger.warning(
+            "%s offsets %d-%d: %d record(s) older than %d s skip the function",
+            partition_key(*tp),
+            run[0].offset,
+            run[-1].offset,
+            len(run),
+            self.config.maximum_record_age_s,
+        )
+        if self.on_failure is None:
+            self.stats.discarded += len(run)
+        else:
+            self.on_failure(
+                FailedRecords(
+                    function_name=self.config.function_name,
+                    function_arn=self.config.function_arn,
+                    condition="RecordAgeExceeded",
+                    topic=tp[0],
+                    partition=tp[1],
+                    attempts=self._tracker.attempts(tp),
+                    error=f"older than maximum_record_age_s={self.config.maximum_record_age_s}",
+                    event_source=self.config.event_source,
+                    bootstrap_servers=self.config.bootstrap_servers,
+                    records=tuple(run),
+                )
+            )
+            self.stats.sent_to_destination += len(run)
+        self._tracker.forget(tp)
+        self._commit({tp: run[-1].offset + 1})
 
     def _give_up_oversized(self, record: KafkaRecord, size: int) -> None:
         # One record alone exceeds the invoke payload limit: no invocation could ever carry it.
