@@ -6,6 +6,7 @@ that category's unsafe exemplars, minus a penalty when it is even closer to a be
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -59,7 +60,7 @@ class Nearest:
     matches: list[list[tuple[str, ...]]]
 
 
-class ExemplarIndexScorer:
+class ExemplarIndexScorer(ABC):
     """Base of the scorers: embeds the taxonomy's exemplars once, owns ``version`` and ``categories``, and
     turns a batch into :class:`WindowScores`. Subclasses only say how a window's raw scores are computed."""
 
@@ -83,8 +84,9 @@ class ExemplarIndexScorer:
         nearest = self._nearest(embeddings)
         return WindowScores(self._categories, self._raw(embeddings, texts, nearest), nearest.matches)
 
+    @abstractmethod
     def _raw(self, embeddings: Matrix, texts: Sequence[str], nearest: Nearest) -> npt.NDArray[np.float64]:
-        raise NotImplementedError
+        """(n, k) raw scores, higher = more like the category; 0 need not mean anything in particular."""
 
     def _nearest(self, embeddings: Matrix) -> Nearest:
         n = embeddings.shape[0]
