@@ -93,6 +93,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         batching_window_ms=args.batching_window_ms,
         maximum_record_age_s=args.maximum_record_age_s,
+        bisect_batch_on_function_error=args.bisect,
     )
     from cotwatch.local.invoker import patched_environ
 
@@ -184,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=-1,
         help="records older than this go to the on-failure destination (-1: no limit; the template uses 86400)",
     )
+    poll.add_argument("--bisect", action="store_true", help="split batches whose invocation raised (as the template)")
     poll.add_argument("--drain", action="store_true", help="stop once the topic is drained")
     poll.add_argument("--idle-s", type=float, default=3.0)
     poll.set_defaults(func=cmd_poll)

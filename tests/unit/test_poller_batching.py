@@ -180,10 +180,12 @@ class Recorder:
         fail_once: Iterable[tuple[int, int]] = (),
         fail_always: Iterable[tuple[int, int]] = (),
         raise_once_on: Iterable[tuple[int, int]] = (),
+        raise_always_on: Iterable[tuple[int, int]] = (),
     ) -> None:
         self.fail_once = set(fail_once)
         self.fail_always = set(fail_always)
         self.raise_once_on = set(raise_once_on)
+        self.raise_always_on = set(raise_always_on)
         self.events: list[dict[str, Any]] = []
         self.deliveries: list[tuple[int, int]] = []
         self.contexts: list[LambdaContextLike] = []
@@ -194,6 +196,9 @@ class Recorder:
         batch = parse_kafka_event(event)
         seen = [(r.partition, r.offset) for r in batch.records]
         self.deliveries.extend(seen)
+        poison = self.raise_always_on.intersection(seen)
+        if poison:
+            raise RuntimeError(f"poison record {sorted(poison)}")
         boom = self.raise_once_on.intersection(seen)
         if boom:
             self.raise_once_on -= boom
@@ -764,3 +769,31 @@ def test_an_old_record_behind_a_fresh_one_is_still_invoked() -> None:
 def test_maximum_record_age_follows_lambdas_range(age: int) -> None:
     with pytest.raises(ValueError, match="maximum_record_age_s"):
         PollerConfig(bootstrap_servers=BOOTSTRAP, topics=[TOPIC], maximum_record_age_s=age)
+
+
+def test_bisect_isolates_a_poison_record_and_the_rest_of_the_batch_succeeds() -> None:
+    # Given a handler that raises whenever record 5 is in its batch, and bisect on function error
+    handler = Recorder(raise_always_on=[(0, 5)])
+    dlq = InMemoryDestination()
+    poller, consumer, _ = make_poller(
+        {0: 8}, handler, destination=dlq, bisect_batch_on_function_error=True, maximum_retry_attempts=1
+    )
+
+    # When the poller drains the partition
+    stats = poller.run_until_drained(idle_timeout_s=1)
+
+    # Then only the poison record reaches the destination, every other record was handled in an
+    # invocation that succeeded, and the partition is committed past the batch
+    assert [r.offset for f in dlq.failures for r in f.records] == [5]
+    assert stats.bisections > 0 and stats.sent_to_destination == 1
+    assert consumer.committed == {(TOPIC, 0): 8}
+    assert {(0, o) for o in range(8) if o != 5} <= set(handler.deliveries)
+
+
+def test_without_bisect_a_poison_record_takes_its_whole_batch_to_the_destination() -> None:
+    handler = Recorder(raise_always_on=[(0, 5)])
+    dlq = InMemoryDestination()
+    poller, consumer, _ = make_poller({0: 8}, handler, destination=dlq, maximum_retry_attempts=1)
+    stats = poller.run_until_drained(idle_timeout_s=1)
+    assert sorted(r.offset for f in dlq.failures for r in f.records) == list(range(8))
+    assert stats.bisections == 0 and consumer.committed == {(TOPIC, 0): 8}

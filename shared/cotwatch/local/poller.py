@@ -19,9 +19,13 @@ in-process with exactly the event Lambda would send, then settles offsets the wa
   go to the on-failure destination (condition ``RecordAgeExceeded``), but only while they are the oldest
   uncommitted records of their partition, so skipping never commits past a record still to be invoked.
 
-Deviations from the real ESM: no bisect-on-error; a single record too big for any
-invoke payload is sent to the destination (condition ``PayloadTooLarge``) without an invocation; null
-header values become empty arrays (Lambda's byte arrays cannot say null); retries have no backoff unless ``retry_backoff_ms`` is set.
+* **Bisect on function error** - with ``bisect_batch_on_function_error``, a batch whose invocation raised is
+  split in halves, down to single records, to isolate the poison record; the rest of the batch succeeds.
+
+Deviations from the real ESM: the halves are invoked at once rather than redelivered; a single record too
+big for any invoke payload is sent to the destination (condition ``PayloadTooLarge``) without an
+invocation; null header values become empty arrays (Lambda's byte arrays cannot say null); retries have no
+backoff unless ``retry_backoff_ms`` is set.
 
 The decision logic lives in pure classes (:class:`BatchAccumulator`, :func:`parse_batch_response`,
 :class:`RetryTracker`) so it is unit-tested without a broker; the poller only moves records between them
@@ -291,6 +295,11 @@ class BatchVerdict:
 
 def verdict_for_error(exc: BaseException) -> BatchVerdict:
     return BatchVerdict(outcome="failure", error=f"{type(exc).__name__}: {exc}")
+
+
+def _raised(verdict: BatchVerdict) -> bool:
+    """A function error: the handler raised (as opposed to returning an unreadable response)."""
+    return verdict.outcome == "failure" and not verdict.malformed
 
 
 def parse_batch_response(response: Any, records: Sequence[KafkaRecord]) -> BatchVerdict:
@@ -572,6 +581,7 @@ class PollerConfig(BaseModel):
     max_payload_bytes: int = Field(default=MAX_PAYLOAD_BYTES, ge=1024)
     maximum_retry_attempts: int = Field(default=2, ge=-1, le=10_000)
     maximum_record_age_s: int = Field(default=-1, ge=-1, le=604_800)  # -1: no limit, as Lambda's default
+    bisect_batch_on_function_error: bool = False
     retry_backoff_ms: int = Field(default=0, ge=0)
     starting_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
     function_timeout_s: int = Field(default=300, ge=1, le=900)
@@ -613,6 +623,7 @@ class PollerStats(BaseModel):
     records_succeeded: int = 0
     records_failed: int = 0
     retries: int = Field(default=0, description="Partition redeliveries (seeks back to a failed offset).")
+    bisections: int = Field(default=0, description="Failing batches split in two to isolate a poison record.")
     sent_to_destination: int = Field(default=0, description="Records handed to the on-failure destination.")
     discarded: int = Field(default=0, description="Records skipped after retries with no destination.")
     committed: dict[str, int] = Field(default_factory=dict, description="Last commit per '<topic>-<partition>'.")
@@ -900,6 +911,15 @@ class EventSourcePoller:
         if batch.size_bytes > cfg.max_payload_bytes:
             self._give_up_oversized(records[0], batch.size_bytes)
             return
+        verdict, request_id = self._invoke(records)
+        if cfg.bisect_batch_on_function_error and _raised(verdict) and len(records) > 1:
+            verdict = self._bisect(records, verdict)
+        actions = self._tracker.settle(records, verdict)
+        self._apply(actions, verdict, request_id)
+
+    def _invoke(self, records: Sequence[KafkaRecord]) -> tuple[BatchVerdict, str]:
+        """One invocation with these records: how Lambda reads its outcome, and its request id."""
+        cfg = self.config
         event = build_kafka_event(
             records,
             event_source=cfg.event_source,
@@ -921,8 +941,36 @@ class EventSourcePoller:
         self._count(records, verdict, elapsed_ms)
         if verdict.malformed:
             logger.error("whole batch treated as failed - %s", verdict.error)
-        actions = self._tracker.settle(records, verdict)
-        self._apply(actions, verdict, context.aws_request_id)
+        return verdict, context.aws_request_id
+
+    def _bisect(self, records: Sequence[KafkaRecord], verdict: BatchVerdict) -> BatchVerdict:
+        """Split a batch whose invocation raised into halves, invoke each, and split again the halves that
+        raise, down to single records; the records that still fail make a partial verdict for the batch.
+        Like Lambda, the splitting is not counted as retries."""
+        failed: dict[TP, set[int]] = {}
+        pending = [list(records)]
+        while pending:
+            part = pending.pop(0)
+            half = len(part) // 2
+            for piece in (part[:half], part[half:]):
+                self.stats.bisections += 1
+                outcome, _ = self._invoke(piece)
+                if _raised(outcome) and len(piece) > 1:
+                    pending.append(piece)
+                    continue
+                if outcome.outcome == "failure":
+                    for r in piece:
+                        failed.setdefault((r.topic, r.partition), set()).add(r.offset)
+                for tp, offsets in outcome.failed.items():
+                    failed.setdefault(tp, set()).update(offsets)
+        logger.info(
+            "bisected a failing batch of %d: %d record(s) still fail", len(records), sum(map(len, failed.values()))
+        )
+        return BatchVerdict(
+            outcome="partial" if failed else "success",
+            failed={tp: frozenset(offsets) for tp, offsets in failed.items()},
+            error=verdict.error,
+        )
 
     def _count(self, records: Sequence[KafkaRecord], verdict: BatchVerdict, elapsed_ms: float) -> None:
         stats = self.stats
