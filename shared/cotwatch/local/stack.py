@@ -32,9 +32,9 @@ from cotwatch.local import (
     write_json,
 )
 from cotwatch.local.kafka_broker import DEFAULT_PORT as DEFAULT_KAFKA_PORT
-from cotwatch.local.kafka_broker import KafkaBroker, wait_for_kafka
+from cotwatch.local.kafka_broker import BrokerStatus, KafkaBroker, wait_for_kafka
 from cotwatch.local.moto_server import DEFAULT_PORT as DEFAULT_MOTO_PORT
-from cotwatch.local.moto_server import MotoServer, moto_answers
+from cotwatch.local.moto_server import MotoServer, MotoStatus, moto_answers
 from cotwatch.local.resources import (
     DUMMY_ACCESS_KEY,
     DUMMY_SECRET_KEY,
@@ -242,32 +242,29 @@ class LocalStack:
         ext_kafka, ext_moto = self._external_kafka(), self._external_moto()
         if ext_kafka is None:
             broker = self.broker.status()
-            kafka = ServiceStatus(
-                name="kafka",
-                managed=True,
-                running=broker.running,
-                address=broker.bootstrap_servers,
-                pid=broker.pid,
-                log_file=broker.log_file,
-                start_seconds=broker.start_seconds,
-            )
+            kafka = _managed("kafka", broker, broker.bootstrap_servers)
         else:
             kafka = ServiceStatus(name="kafka", managed=False, running=_kafka_answers(ext_kafka), address=ext_kafka)
         if ext_moto is None:
             server = self.moto.status()
-            moto = ServiceStatus(
-                name="moto",
-                managed=True,
-                running=server.running,
-                address=server.endpoint_url,
-                pid=server.pid,
-                log_file=server.log_file,
-                start_seconds=server.start_seconds,
-            )
+            moto = _managed("moto", server, server.endpoint_url)
         else:
             moto = ServiceStatus(name="moto", managed=False, running=moto_answers(ext_moto), address=ext_moto)
         up = kafka.running and moto.running
         return LocalStackStatus(kafka=kafka, moto=moto, names=names if up else None)
+
+
+def _managed(name: str, status: BrokerStatus | MotoStatus, address: str | None) -> ServiceStatus:
+    """A service this stack started: its process facts, whatever the service."""
+    return ServiceStatus(
+        name=name,
+        managed=True,
+        running=status.running,
+        address=address,
+        pid=status.pid,
+        log_file=status.log_file,
+        start_seconds=status.start_seconds,
+    )
 
 
 def _kafka_answers(bootstrap_servers: str) -> bool:
