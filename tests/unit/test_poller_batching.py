@@ -729,15 +729,23 @@ def test_powertools_partial_responses_drive_the_poller_through_the_invoker(tmp_p
     assert invoker.cold_start_ms("pt_consumer") is not None
 
 
-def test_records_older_than_the_maximum_age_skip_the_function() -> None:
-    # Given a partition whose first two records are two hours old and a one-hour maximum record age
+def poller_with_old_records(
+    count: int, old_offsets: Iterable[int]
+) -> tuple[EventSourcePoller, FakeConsumer, Recorder, InMemoryDestination]:
+    """Partition 0 with ``count`` records, those at ``old_offsets`` two hours old; a one-hour age limit."""
     handler = Recorder()
     dlq = InMemoryDestination()
-    poller, consumer, _ = make_poller({0: 4}, handler, destination=dlq, maximum_record_age_s=3600)
+    poller, consumer, _ = make_poller({0: count}, handler, destination=dlq, maximum_record_age_s=3600)
     now_ms = 1_700_000_000_000  # make_poller's wall clock
     log = consumer.logs[(TOPIC, 0)]
-    for i in (0, 1):
+    for i in old_offsets:
         log[i] = replace(log[i], timestamp=now_ms - 7_200_000)
+    return poller, consumer, handler, dlq
+
+
+def test_records_older_than_the_maximum_age_skip_the_function() -> None:
+    # Given a partition whose first two records are two hours old and a one-hour maximum record age
+    poller, consumer, handler, dlq = poller_with_old_records(4, old_offsets=(0, 1))
 
     # When the poller drains it
     stats = poller.run_until_drained(idle_timeout_s=1)
@@ -752,12 +760,7 @@ def test_records_older_than_the_maximum_age_skip_the_function() -> None:
 
 def test_an_old_record_behind_a_fresh_one_is_still_invoked() -> None:
     # Given an old record that follows a fresh one (producer clock skew)
-    handler = Recorder()
-    dlq = InMemoryDestination()
-    poller, consumer, _ = make_poller({0: 3}, handler, destination=dlq, maximum_record_age_s=3600)
-    now_ms = 1_700_000_000_000  # make_poller's wall clock
-    log = consumer.logs[(TOPIC, 0)]
-    log[1] = replace(log[1], timestamp=now_ms - 7_200_000)
+    poller, _, handler, dlq = poller_with_old_records(3, old_offsets=(1,))
 
     poller.run_until_drained(idle_timeout_s=1)
 

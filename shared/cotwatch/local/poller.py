@@ -1060,24 +1060,13 @@ class EventSourcePoller:
             len(run),
             self.config.maximum_record_age_s,
         )
-        if self.on_failure is None:
-            self.stats.discarded += len(run)
-        else:
-            self.on_failure(
-                FailedRecords(
-                    function_name=self.config.function_name,
-                    function_arn=self.config.function_arn,
-                    condition="RecordAgeExceeded",
-                    topic=tp[0],
-                    partition=tp[1],
-                    attempts=self._tracker.attempts(tp),
-                    error=f"older than maximum_record_age_s={self.config.maximum_record_age_s}",
-                    event_source=self.config.event_source,
-                    bootstrap_servers=self.config.bootstrap_servers,
-                    records=tuple(run),
-                )
-            )
-            self.stats.sent_to_destination += len(run)
+        self._skip(
+            tp,
+            run,
+            condition="RecordAgeExceeded",
+            attempts=self._tracker.attempts(tp),
+            error=f"older than maximum_record_age_s={self.config.maximum_record_age_s}",
+        )
         self._tracker.forget(tp)
         self._commit({tp: run[-1].offset + 1})
 
@@ -1091,25 +1080,38 @@ class EventSourcePoller:
             size,
             self.config.max_payload_bytes,
         )
-        if self.on_failure is None:
-            self.stats.discarded += 1
-        else:
-            self.on_failure(
-                FailedRecords(
-                    function_name=self.config.function_name,
-                    function_arn=self.config.function_arn,
-                    condition="PayloadTooLarge",
-                    topic=record.topic,
-                    partition=record.partition,
-                    attempts=0,
-                    error=f"event of {size} bytes exceeds the {self.config.max_payload_bytes}-byte limit",
-                    event_source=self.config.event_source,
-                    bootstrap_servers=self.config.bootstrap_servers,
-                    records=(record,),
-                )
-            )
-            self.stats.sent_to_destination += 1
+        error = f"event of {size} bytes exceeds the {self.config.max_payload_bytes}-byte limit"
+        self._skip(tp, [record], condition="PayloadTooLarge", attempts=0, error=error)
         self._commit({tp: record.offset + 1})
+
+    def _skip(
+        self,
+        tp: TP,
+        records: Sequence[KafkaRecord],
+        *,
+        condition: Literal["RecordAgeExceeded", "PayloadTooLarge"],
+        attempts: int,
+        error: str,
+    ) -> None:
+        """Records that will never reach the function: to the destination if there is one, else counted."""
+        if self.on_failure is None:
+            self.stats.discarded += len(records)
+            return
+        self.on_failure(
+            FailedRecords(
+                function_name=self.config.function_name,
+                function_arn=self.config.function_arn,
+                condition=condition,
+                topic=tp[0],
+                partition=tp[1],
+                attempts=attempts,
+                error=error,
+                event_source=self.config.event_source,
+                bootstrap_servers=self.config.bootstrap_servers,
+                records=tuple(records),
+            )
+        )
+        self.stats.sent_to_destination += len(records)
 
     def _commit(self, offsets: Mapping[TP, int]) -> None:
         if not offsets:
