@@ -28,10 +28,10 @@ from cotwatch.detection.synth import (
     COT_FRAMES,
     UNSAFE_SENTENCES,
     UNSAFE_TASKS,
-    _fill,
-    _phrase,
     benign_trace,
     embed_in_trace,
+    fill_slots,
+    phrase,
 )
 from cotwatch.trace import TraceChunk, split_text
 
@@ -86,8 +86,8 @@ def main() -> int:
         passages = []
         for cat, tasks in UNSAFE_TASKS.items():
             for _ in range(20):
-                passages.append(_phrase(COT_FRAMES, _fill(prng.choice(tasks), prng), prng))
-            passages.extend(_fill(s, prng) for s in UNSAFE_SENTENCES[cat])
+                passages.append(phrase(COT_FRAMES, fill_slots(prng.choice(tasks), prng), prng))
+            passages.extend(fill_slots(s, prng) for s in UNSAFE_SENTENCES[cat])
     rng.shuffle(passages)
 
     def make_benign() -> str:

@@ -353,7 +353,7 @@ SLOTS: dict[str, list[str]] = {
 }
 
 
-def _fill(template: str, rng: random.Random) -> str:
+def fill_slots(template: str, rng: random.Random) -> str:
     return re.sub(
         r"\{(\w+)\}", lambda m: rng.choice(SLOTS[m.group(1)]) if m.group(1) in SLOTS else m.group(0), template
     )
@@ -971,7 +971,7 @@ def embed_in_trace(trace: str, passage: str, rng: random.Random) -> tuple[str, i
 # --- generators ---------------------------------------------------------------------------------------------
 
 
-def _phrase(frames: list[str], task: str, rng: random.Random) -> str:
+def phrase(frames: list[str], task: str, rng: random.Random) -> str:
     text = rng.choice(frames).replace("{t}", task)
     return text[0].upper() + text[1:]
 
@@ -990,36 +990,36 @@ def generate(n_per_category: int = 400, seed: int = 13) -> list[SynthRow]:
     for cat, tasks in UNSAFE_TASKS.items():
         agentic = cat in ("self_improvement", "cot_misbehaviour")
         for _ in range(n_per_category):
-            task = _fill(rng.choice(tasks), rng)
+            task = fill_slots(rng.choice(tasks), rng)
             r = rng.random()
             if agentic and r < 0.35:
-                add(_phrase(AGENT_FRAMES, task, rng), "unsafe", cat, "agent")
+                add(phrase(AGENT_FRAMES, task, rng), "unsafe", cat, "agent")
             elif agentic and r < 0.55:
-                add(_fill(rng.choice(PERSONA_UNSAFE[cat]), rng), "unsafe", cat, "persona")
+                add(fill_slots(rng.choice(PERSONA_UNSAFE[cat]), rng), "unsafe", cat, "persona")
             elif r < 0.75:
-                add(_phrase(REQUEST_FRAMES, task, rng), "unsafe", cat, "request")
+                add(phrase(REQUEST_FRAMES, task, rng), "unsafe", cat, "request")
             elif r < 0.9:
-                add(_phrase(COT_FRAMES, task, rng), "unsafe", cat, "cot")
+                add(phrase(COT_FRAMES, task, rng), "unsafe", cat, "cot")
             elif r < 0.95:
-                add(_phrase(SNEAKY_FRAMES, task, rng), "unsafe", cat, "cot")
+                add(phrase(SNEAKY_FRAMES, task, rng), "unsafe", cat, "cot")
             else:
-                add(_phrase(THIRD_FRAMES, task, rng), "unsafe", cat, "third")
+                add(phrase(THIRD_FRAMES, task, rng), "unsafe", cat, "third")
         for _ in range(n_per_category):
-            task = _fill(rng.choice(BENIGN_TASKS[cat]), rng)
+            task = fill_slots(rng.choice(BENIGN_TASKS[cat]), rng)
             r = rng.random()
             if agentic and r < 0.3:
-                add(_phrase(AGENT_BENIGN_FRAMES, task, rng), BENIGN, BENIGN, f"agent-{cat}")
+                add(phrase(AGENT_BENIGN_FRAMES, task, rng), BENIGN, BENIGN, f"agent-{cat}")
             elif r < 0.7:
-                add(_phrase(REQUEST_FRAMES, task, rng), BENIGN, BENIGN, f"request-{cat}")
+                add(phrase(REQUEST_FRAMES, task, rng), BENIGN, BENIGN, f"request-{cat}")
             else:
-                add(_phrase(COT_FRAMES, task, rng), BENIGN, BENIGN, f"cot-{cat}")
+                add(phrase(COT_FRAMES, task, rng), BENIGN, BENIGN, f"cot-{cat}")
     for cat, sentences in UNSAFE_SENTENCES.items():
         for _ in range(n_per_category // 3):
-            add(_fill(rng.choice(sentences), rng), "unsafe", cat, "sentence")
+            add(fill_slots(rng.choice(sentences), rng), "unsafe", cat, "sentence")
     for _ in range(2 * n_per_category):
-        add(_fill(rng.choice(BENIGN_SENTENCES), rng), BENIGN, BENIGN, "sentence")
+        add(fill_slots(rng.choice(BENIGN_SENTENCES), rng), BENIGN, BENIGN, "sentence")
     for _ in range(n_per_category):
-        add(_fill(rng.choice(PERSONA_BENIGN + PERSONA_EXTRA_BENIGN), rng), BENIGN, BENIGN, "persona")
+        add(fill_slots(rng.choice(PERSONA_BENIGN + PERSONA_EXTRA_BENIGN), rng), BENIGN, BENIGN, "persona")
     for _ in range(2 * n_per_category):
         k = rng.randint(1, 4)
         add(" ".join(benign_reasoning_sentence(rng) for _ in range(k)), BENIGN, BENIGN, "reasoning")
@@ -1031,8 +1031,8 @@ def disposition_examples(seed: int = 5, n: int = 60) -> Iterator[tuple[str, str]
     rng = random.Random(seed)
     cats = list(UNSAFE_TASKS)
     for i in range(n):
-        task = _fill(rng.choice(UNSAFE_TASKS[cats[i % len(cats)]]), rng)
+        task = fill_slots(rng.choice(UNSAFE_TASKS[cats[i % len(cats)]]), rng)
         if i % 2:
-            yield _phrase(REFUSE_FRAMES, task, rng), "refused"
+            yield phrase(REFUSE_FRAMES, task, rng), "refused"
         else:
-            yield _phrase(COMPLY_FRAMES, task, rng), "complied"
+            yield phrase(COMPLY_FRAMES, task, rng), "complied"
