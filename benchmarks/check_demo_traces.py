@@ -8,6 +8,7 @@ score, the chunk it came from and the disposition, then lists the mismatches.
     .venv/bin/python benchmarks/check_demo_traces.py            # table + mismatches
     .venv/bin/python benchmarks/check_demo_traces.py --json     # one JSON object per trace
     .venv/bin/python benchmarks/check_demo_traces.py --strict   # exit 1 when anything mismatches
+    .venv/bin/python benchmarks/check_demo_traces.py --heads H.json --calibration C.json   # try other artifacts
 
 The trace-level disposition is ``refused`` once any chunk refused (the monitor carries that forward in its
 trace state), else ``complied`` when any chunk set out to comply, else ``unclear``. A demo trace may state
@@ -184,11 +185,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS, help="largest chunk, in characters")
     parser.add_argument("--json", action="store_true", help="print one JSON object per trace instead of a table")
     parser.add_argument("--strict", action="store_true", help="exit with status 1 if any trace mismatches")
+    parser.add_argument("--heads", type=Path, default=None, help="trained heads artifact (default: the packaged one)")
+    parser.add_argument("--calibration", type=Path, default=None, help="calibration file (default: the packaged one)")
     args = parser.parse_args(argv)
 
     traces = load_demo_traces(args.traces or default_traces_path())
     began = time.perf_counter()
-    monitor = build_monitor()
+    monitor = build_monitor(heads_path=args.heads, calibration_path=args.calibration)
     loaded = time.perf_counter()
     verdicts = check_traces(monitor, traces, args.max_chars)
     scored = time.perf_counter()

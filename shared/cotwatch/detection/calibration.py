@@ -125,7 +125,9 @@ def fit_calibration(
     AUROC / 2.4% FPR at threshold, per-category 0.87 / 14%), so the default is the shared threshold; a
     common offset then restores the union FPR target after blending.
     Scale: the benign 90th percentile maps to a calibrated 0.1 (blended the same way), so scores below
-    the threshold still rank texts and the severity bands widen with the spread of the scores.
+    the threshold still rank texts and the severity bands widen with the spread of the scores. Targets
+    looser than 5% use a lower percentile (1 - 2 × target), since at 10% the threshold *is* the 90th
+    percentile and the scale would collapse, saturating every score to 0 or 1.
     With ``tenant``, only that tenant's overrides change and everything else is kept from ``base``.
     """
     if not 0.0 <= shrink <= 1.0:
@@ -153,10 +155,11 @@ def fit_calibration(
         tenants = {k: dict(v) for k, v in base.tenants.items()}
         tenants[tenant] = {c: _ceil6(t) for c, t in thresholds.items()}
         return base.model_copy(update={"tenants": tenants, "version": version})
-    shared_scale = max((shared - float(np.quantile(top, 0.9))) / math.log(9.0), 1e-3)
+    reference = min(0.9, 1.0 - 2.0 * target_fpr)
+    shared_scale = max((shared - float(np.quantile(top, reference))) / math.log(9.0), 1e-3)
     categories: dict[str, CategoryCalibration] = {}
     for i, c in enumerate(cats):
-        own_scale = max((own[c] - float(np.quantile(matrix[i], 0.9))) / math.log(9.0), 1e-3)
+        own_scale = max((own[c] - float(np.quantile(matrix[i], reference))) / math.log(9.0), 1e-3)
         scale = shared_scale + shrink * (own_scale - shared_scale)
         bands = base.categories[c].bands if base and c in base.categories else DEFAULT_BANDS
         categories[c] = CategoryCalibration(threshold=_ceil6(thresholds[c]), scale=round(scale, 6), bands=bands)

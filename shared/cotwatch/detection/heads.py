@@ -20,8 +20,9 @@ import json
 import re
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -57,9 +58,19 @@ def model_key(embedder_name: str) -> str:
     return embedder_name
 
 
+_ARRAYS = ("emb_w", "emb_b", "lex_cols", "lex_w", "lex_b")
+
+
 @dataclass(frozen=True)
 class HeadModel:
-    """Weights of both heads. ``classes[0]`` is always ``benign``."""
+    """Weights of both heads. ``classes[0]`` is always ``benign``.
+
+    Optionally a second, *agentic* pair of heads, trained with the written agent-reasoning passages too,
+    and a gate on the embedding that says how much a window reads like an agent reasoning about its task.
+    The log-odds are the gate-weighted blend of the two pairs: prompts and persona statements keep the
+    general heads' verdicts, agent narratives get the agentic heads'. One set of heads trained on both
+    lost 0.02 AUROC on the dev prompts (see docs/detection.md).
+    """
 
     version: str
     encoder: str
@@ -71,9 +82,35 @@ class HeadModel:
     lex_w: F64  # (m, k)
     lex_b: F64  # (k,)
     lex_weight: float
+    agentic: HeadModel | None = None
+    gate_w: F64 | None = None  # (d,)
+    gate_b: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.agentic is not None:
+            if self.gate_w is None:
+                raise ValueError("agentic heads need a gate")
+            if self.agentic.classes != self.classes:
+                raise ValueError(f"agentic heads' classes {self.agentic.classes} differ from {self.classes}")
 
     def log_odds(self, embeddings: Matrix, texts: Sequence[str]) -> F64:
         """(n, k-1): log p(category) - log p(benign) for each non-benign class, both heads fused."""
+        own = self._pair_log_odds(embeddings, texts)
+        if self.agentic is None:
+            return own
+        g = self.gate(embeddings)[:, None]
+        blended: F64 = (1.0 - g) * own + g * self.agentic.log_odds(embeddings, texts)
+        return blended
+
+    def gate(self, embeddings: Matrix) -> F64:
+        """(n,): how much each window reads like agent reasoning (0 without agentic heads)."""
+        if self.gate_w is None:
+            return np.zeros(embeddings.shape[0])
+        z = embeddings.astype(np.float64) @ self.gate_w + self.gate_b
+        out: F64 = 1.0 / (1.0 + np.exp(-z))
+        return out
+
+    def _pair_log_odds(self, embeddings: Matrix, texts: Sequence[str]) -> F64:
         emb = _log_softmax(embeddings.astype(np.float64) @ self.emb_w.T + self.emb_b)
         out = emb[:, 1:] - emb[:, :1]
         if self.lex_weight > 0 and len(texts):
@@ -89,23 +126,34 @@ class HeadModel:
             out = out + self.lex_weight * (lex[:, 1:] - lex[:, :1])
         return out
 
+    def _arrays(self, prefix: str = "") -> dict[str, Any]:  # name -> array, as np.savez takes them
+        return {
+            f"{prefix}emb_w": self.emb_w.astype(np.float32),
+            f"{prefix}emb_b": self.emb_b.astype(np.float32),
+            f"{prefix}lex_cols": self.lex_cols.astype(np.int32),
+            f"{prefix}lex_w": self.lex_w.astype(np.float16),
+            f"{prefix}lex_b": self.lex_b.astype(np.float32),
+        }
+
     def save(self, path: str | Path) -> None:
-        manifest = {
+        manifest: dict[str, object] = {
             "version": self.version,
             "encoder": self.encoder,
             "classes": self.classes,
             "lex_n_features": self.lex_n_features,
             "lex_weight": self.lex_weight,
         }
+        arrays = self._arrays()
+        if self.agentic is not None and self.gate_w is not None:
+            manifest["agentic"] = {
+                "version": self.agentic.version,
+                "lex_n_features": self.agentic.lex_n_features,
+                "lex_weight": self.agentic.lex_weight,
+                "gate_b": self.gate_b,
+            }
+            arrays |= self.agentic._arrays("agentic_") | {"gate_w": self.gate_w.astype(np.float32)}
         buf = io.BytesIO()
-        np.savez_compressed(
-            buf,
-            emb_w=self.emb_w.astype(np.float32),
-            emb_b=self.emb_b.astype(np.float32),
-            lex_cols=self.lex_cols.astype(np.int32),
-            lex_w=self.lex_w.astype(np.float16),
-            lex_b=self.lex_b.astype(np.float32),
-        )
+        np.savez_compressed(buf, **arrays)
         manifest["weights_npz_b64"] = base64.b64encode(buf.getvalue()).decode("ascii")
         Path(path).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
 
@@ -114,18 +162,32 @@ class HeadModel:
         manifest = json.loads(Path(path).read_text(encoding="utf-8"))
         raw = base64.b64decode(manifest["weights_npz_b64"])
         with np.load(io.BytesIO(raw), allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+
+        def pair(spec: dict[str, Any], prefix: str) -> HeadModel:
             return cls(
-                version=manifest["version"],
+                version=str(spec["version"]),
                 encoder=manifest["encoder"],
                 classes=list(manifest["classes"]),
-                emb_w=data["emb_w"].astype(np.float64),
-                emb_b=data["emb_b"].astype(np.float64),
-                lex_n_features=int(manifest["lex_n_features"]),
-                lex_cols=data["lex_cols"].astype(np.int64),
-                lex_w=data["lex_w"].astype(np.float64),
-                lex_b=data["lex_b"].astype(np.float64),
-                lex_weight=float(manifest["lex_weight"]),
+                emb_w=arrays[f"{prefix}emb_w"].astype(np.float64),
+                emb_b=arrays[f"{prefix}emb_b"].astype(np.float64),
+                lex_n_features=int(spec["lex_n_features"]),
+                lex_cols=arrays[f"{prefix}lex_cols"].astype(np.int64),
+                lex_w=arrays[f"{prefix}lex_w"].astype(np.float64),
+                lex_b=arrays[f"{prefix}lex_b"].astype(np.float64),
+                lex_weight=float(spec["lex_weight"]),
             )
+
+        general = pair(manifest, "")
+        agentic_spec = manifest.get("agentic")
+        if agentic_spec is None:
+            return general
+        return replace(
+            general,
+            agentic=pair(agentic_spec, "agentic_"),
+            gate_w=arrays["gate_w"].astype(np.float64),
+            gate_b=float(agentic_spec["gate_b"]),
+        )
 
 
 def _log_softmax(z: F64) -> F64:
@@ -156,6 +218,8 @@ class HeadScorer(ExemplarIndexScorer):
     fall back to exemplar similarity, and close matches to any exemplar add to the head's score so that
     user-supplied exemplars take effect without retraining."""
 
+    CUE_GAIN = 4.0  # log-odds a matched intent cue adds ...
+    CUE_GATE = -4.0  # ... when the category's score is already above this
     EXEMPLAR_FLOOR = 0.72  # cosine similarity above which a match to an exemplar adds to the score
     EXEMPLAR_GAIN = 12.0  # log-odds per unit of similarity above the floor
     FALLBACK_SCALE = 20.0  # maps exemplar similarity margins onto a log-odds-like range

@@ -28,7 +28,7 @@ class Evidence(BaseModel):
     end: int
     excerpt: str = Field(description="Redacted text of the window.")
     score: float
-    exemplar_ids: tuple[str, ...] = ()
+    exemplar_ids: tuple[str, ...] = Field(default=(), description="Matched intent cues, then the nearest exemplars.")
 
 
 class CategoryFinding(BaseModel):

@@ -14,13 +14,15 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from cotwatch.detection.cues import CueMatcher
 from cotwatch.detection.embedding import Embedder, Matrix
 from cotwatch.detection.taxonomy import Taxonomy
 
 
 @dataclass(frozen=True)
 class WindowScores:
-    """``raw[i, c]``: raw score of window i for category ``categories[c]``; ``matches[i][c]``: exemplar ids."""
+    """``raw[i, c]``: raw score of window i for category ``categories[c]``; ``matches[i][c]``: the ids of
+    matched cues, then of the nearest exemplars."""
 
     categories: list[str]
     raw: npt.NDArray[np.float64]
@@ -62,11 +64,16 @@ class Nearest:
 
 class ExemplarIndexScorer(ABC):
     """Base of the scorers: embeds the taxonomy's exemplars once, owns ``version`` and ``categories``, and
-    turns a batch into :class:`WindowScores`. Subclasses only say how a window's raw scores are computed."""
+    turns a batch into :class:`WindowScores`. Subclasses say how a window's raw scores are computed, and
+    how much a matched intent cue adds (``CUE_GAIN``) once the raw score is above ``CUE_GATE``."""
+
+    CUE_GAIN: float
+    CUE_GATE: float
 
     def __init__(self, taxonomy: Taxonomy, embedder: Embedder, version: str) -> None:
         self._categories = taxonomy.category_ids
         self._pos, self._pos_ids, self._neg = embed_exemplars(taxonomy, embedder)
+        self._cues = CueMatcher(taxonomy)
         self._version = version
 
     @property
@@ -82,7 +89,14 @@ class ExemplarIndexScorer(ABC):
         if n == 0:  # an empty batch has no embedding width, so no matrix products
             return WindowScores(self._categories, np.zeros((0, len(self._categories))), [])
         nearest = self._nearest(embeddings)
-        return WindowScores(self._categories, self._raw(embeddings, texts, nearest), nearest.matches)
+        raw = self._raw(embeddings, texts, nearest)
+        cues = self._cues.match(texts if len(texts) == n else [""] * n)
+        raw = raw + self.CUE_GAIN * (cues.hit & (raw > self.CUE_GATE))
+        matches = [
+            [cue_ids + exemplar_ids for cue_ids, exemplar_ids in zip(cue_row, row, strict=True)]
+            for cue_row, row in zip(cues.ids, nearest.matches, strict=True)
+        ]
+        return WindowScores(self._categories, raw, matches)
 
     @abstractmethod
     def _raw(self, embeddings: Matrix, texts: Sequence[str], nearest: Nearest) -> npt.NDArray[np.float64]:
@@ -104,6 +118,9 @@ class ExemplarIndexScorer(ABC):
 
 class ExemplarScorer(ExemplarIndexScorer):
     """Max-similarity to category exemplars, discounted by similarity to benign look-alikes."""
+
+    CUE_GAIN = 0.1  # in cosine-similarity units
+    CUE_GATE = 0.3
 
     def __init__(self, taxonomy: Taxonomy, embedder: Embedder, *, negative_weight: float = 0.5) -> None:
         super().__init__(taxonomy, embedder, f"exemplar-v1/{taxonomy.version}/{embedder.name}")

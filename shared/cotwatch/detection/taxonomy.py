@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib.resources
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 BUILTIN = "taxonomy.yaml"
 
@@ -21,6 +22,25 @@ class Exemplar(BaseModel):
     text: str
 
 
+class Cue(BaseModel):
+    """A phrase pattern (case-insensitive regex) that states the category's intent outright, such as
+    promising to leave a failure out of a report. A cue sharpens the trained score; it does not replace it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    pattern: str
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+
 class Category(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -29,6 +49,7 @@ class Category(BaseModel):
     definition: str
     exemplars: tuple[Exemplar, ...]
     benign_lookalikes: tuple[Exemplar, ...] = ()
+    cues: tuple[Cue, ...] = ()
 
 
 class Taxonomy(BaseModel):
@@ -37,6 +58,9 @@ class Taxonomy(BaseModel):
     version: str
     categories: dict[str, Category]
     benign_reasoning: tuple[Exemplar, ...] = ()
+    cue_vetoes: tuple[Cue, ...] = Field(
+        default=(), description="Patterns (e.g. rejecting a shortcut) that cancel every cue in the same window."
+    )
 
     @property
     def category_ids(self) -> list[str]:
@@ -45,6 +69,10 @@ class Taxonomy(BaseModel):
 
 def _exemplars(prefix: str, texts: list[str] | None) -> tuple[Exemplar, ...]:
     return tuple(Exemplar(id=f"{prefix}:{i}", text=t.strip()) for i, t in enumerate(texts or []))
+
+
+def _cues(cid: str, spec: dict[str, str] | None) -> tuple[Cue, ...]:
+    return tuple(Cue(id=f"{cid}/cue:{name}", pattern=pattern) for name, pattern in (spec or {}).items())
 
 
 def _parse(raw: dict[str, Any], base: Taxonomy | None = None) -> Taxonomy:
@@ -68,15 +96,19 @@ def _parse(raw: dict[str, Any], base: Taxonomy | None = None) -> Taxonomy:
                 else (old.benign_lookalikes if old else ())
             )
             + extra_neg,
+            cues=(_cues(cid, spec["cues"]) if "cues" in spec else (old.cues if old else ()))
+            + _cues(cid, spec.get("extra_cues")),
         )
     for cid, cat in categories.items():
         if not cat.exemplars:
             raise ValueError(f"taxonomy category {cid!r} has no exemplars")
     benign = _exemplars("benign", raw["benign_reasoning"]) if "benign_reasoning" in raw else None
+    vetoes = _cues("veto", raw["cue_vetoes"]) if "cue_vetoes" in raw else (base.cue_vetoes if base else ())
     return Taxonomy(
         version=str(raw.get("version", base.version if base else "unversioned")),
         categories=categories,
         benign_reasoning=benign if benign is not None else (base.benign_reasoning if base else ()),
+        cue_vetoes=vetoes,
     )
 
 

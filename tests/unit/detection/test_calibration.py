@@ -82,3 +82,15 @@ def test_shared_threshold_by_default_and_union_fpr_held() -> None:
     assert shared.threshold("x") == shared.threshold("y")
     with pytest.raises(ValueError):
         fit_calibration(raw, target_fpr=0.01, version="t", scorer_version="s", shrink=2.0)
+
+
+@pytest.mark.parametrize("target", [0.1, 0.2])
+def test_loose_targets_keep_scores_graded(target: float) -> None:
+    # Given benign scores and a target so loose that the threshold is the 90th percentile or below
+    rng = np.random.default_rng(4)
+    raw = {"x": rng.normal(size=1000).tolist(), "y": rng.normal(size=1000).tolist()}
+    cal = fit_calibration(raw, target_fpr=target, version="t", scorer_version="s")
+    # Then the scale does not collapse: scores below and above the threshold stay distinct
+    t = cal.threshold("x")
+    below, above = cal.calibrated("x", t - 0.5), cal.calibrated("x", t + 0.5)
+    assert 0.02 < below < 0.5 < above < 0.98

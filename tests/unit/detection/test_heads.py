@@ -11,7 +11,7 @@ from cotwatch.detection.factory import build_monitor
 from cotwatch.detection.heads import HeadModel, HeadScorer, builtin_heads, find_heads, lexical_features, model_key
 from cotwatch.detection.scorer import ExemplarScorer
 from cotwatch.detection.taxonomy import load_taxonomy
-from cotwatch.detection.train import fit_heads, training_rows
+from cotwatch.detection.train import fit_heads, read_passages, training_rows
 
 pytest.importorskip("sklearn")
 
@@ -81,6 +81,7 @@ def test_no_dev_row_is_in_our_exemplars_or_synthetic_data() -> None:
     import json
     import re
 
+    from cotwatch.detection.episodes import generate_episodes
     from cotwatch.detection.synth import generate
 
     dev = Path(__file__).resolve().parents[4] / "shared" / "data" / "dev.jsonl"
@@ -93,5 +94,46 @@ def test_no_dev_row_is_in_our_exemplars_or_synthetic_data() -> None:
     rows = {norm(json.loads(line)["text"]) for line in dev.read_text(encoding="utf-8").splitlines() if line}
     tax = load_taxonomy()
     ours = [e.text for c in tax.categories.values() for e in c.exemplars + c.benign_lookalikes]
-    ours += [r.text for r in generate()]
+    ours += [r.text for r in generate()] + [r.text for r in generate_episodes()]
+    ours += [
+        text for text, _ in read_passages((Path(__file__).resolve().parents[3] / "training" / "data").glob("*.jsonl"))
+    ]
     assert [t for t in ours if norm(t) in rows] == []
+
+
+def test_gated_agentic_heads_blend_and_survive_a_roundtrip(heads_file: Path, tmp_path: Path) -> None:
+    # Given general heads and a second pair standing in for the agentic heads
+    from dataclasses import replace
+
+    general = HeadModel.load(heads_file)
+    agentic = replace(general, version="agentic", emb_b=general.emb_b + 1.0)
+    emb = HashingEmbedder(dim=512)
+    texts = ["I'll quietly turn off the audit hook before the review.", "Add 3 and 4 to get 7."]
+    vectors = emb.encode(texts)
+
+    def gated(bias: float) -> HeadModel:
+        return replace(general, agentic=agentic, gate_w=np.zeros(vectors.shape[1]), gate_b=bias)
+
+    # When the gate is shut or wide open, the blend is one pair or the other
+    assert np.allclose(gated(-50.0).log_odds(vectors, texts), general.log_odds(vectors, texts))
+    assert np.allclose(gated(50.0).log_odds(vectors, texts), agentic.log_odds(vectors, texts))
+    # And halfway it is the mean
+    half = (general.log_odds(vectors, texts) + agentic.log_odds(vectors, texts)) / 2
+    assert np.allclose(gated(0.0).log_odds(vectors, texts), half)
+
+    # Then saving and loading keeps both pairs and the gate
+    path = tmp_path / "heads-gated.json"
+    gated(0.3).save(path)
+    loaded = HeadModel.load(path)
+    assert loaded.agentic is not None and loaded.agentic.version == "agentic"
+    assert np.allclose(loaded.log_odds(vectors, texts), gated(0.3).log_odds(vectors, texts), atol=1e-2)
+
+
+def test_agentic_heads_must_share_classes_and_have_a_gate(heads_file: Path) -> None:
+    from dataclasses import replace
+
+    general = HeadModel.load(heads_file)
+    with pytest.raises(ValueError, match="gate"):
+        replace(general, agentic=general)
+    with pytest.raises(ValueError, match="classes"):
+        replace(general, agentic=replace(general, classes=list(reversed(general.classes))), gate_w=np.zeros(512))
