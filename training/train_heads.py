@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cotwatch.detection.embedding import DEFAULT_MODEL, SentenceTransformerEmbedder
 from cotwatch.detection.episodes import generate_episodes
-from cotwatch.detection.heads import HeadModel
+from cotwatch.detection.heads import BENIGN, HeadModel
 from cotwatch.detection.synth import generate
 from cotwatch.detection.taxonomy import load_taxonomy
 from cotwatch.detection.train import cached_encode, fit_gate, fit_heads, read_passages, training_rows
@@ -49,6 +49,9 @@ def main() -> int:
 
     taxonomy = load_taxonomy()
     passages = read_passages(args.passages)
+    unknown = {category for _, category in passages} - {BENIGN, *taxonomy.category_ids}
+    if unknown:
+        parser.error(f"passages name categories the taxonomy lacks: {sorted(unknown)}")
     embedder = SentenceTransformerEmbedder(args.encoder)
     version = (
         f"{args.name}-s{args.seed}-n{args.per_category}-ce{args.c_emb:g}-cl{args.c_lex:g}"
@@ -76,7 +79,8 @@ def main() -> int:
     if passages or args.episodes:
         agentic_rows = training_rows(taxonomy, **rows, episodes_per_category=args.episodes, passages=passages)
         agentic = fit(agentic_rows, f"{version}-agentic")
-        narratives = [text for text, _ in passages] + [r.text for r in generate_episodes(args.episodes)]
+        episodes = generate_episodes(args.episodes) if args.episodes else ()
+        narratives = [text for text, _ in passages] + [r.text for r in episodes]
         others = [r.text for r in generate(n_per_category=args.per_category, seed=args.seed)]
         gate_w, gate_b = fit_gate(
             cached_encode(embedder, narratives + others, args.cache),

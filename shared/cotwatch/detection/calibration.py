@@ -126,7 +126,7 @@ def fit_calibration(
     common offset then restores the union FPR target after blending.
     Scale: the benign 90th percentile maps to a calibrated 0.1 (blended the same way), so scores below
     the threshold still rank texts and the severity bands widen with the spread of the scores. Targets
-    looser than 5% use a lower percentile (1 - 2 × target), since at 10% the threshold *is* the 90th
+    looser than 5% use a lower percentile (1 − 2 × target, at least the median), since at 10% the threshold *is* the 90th
     percentile and the scale would collapse, saturating every score to 0 or 1.
     With ``tenant``, only that tenant's overrides change and everything else is kept from ``base``.
     """
@@ -155,7 +155,7 @@ def fit_calibration(
         tenants = {k: dict(v) for k, v in base.tenants.items()}
         tenants[tenant] = {c: _ceil6(t) for c, t in thresholds.items()}
         return base.model_copy(update={"tenants": tenants, "version": version})
-    reference = min(0.9, 1.0 - 2.0 * target_fpr)
+    reference = min(0.9, max(0.5, 1.0 - 2.0 * target_fpr))
     shared_scale = max((shared - float(np.quantile(top, reference))) / math.log(9.0), 1e-3)
     categories: dict[str, CategoryCalibration] = {}
     for i, c in enumerate(cats):

@@ -58,9 +58,6 @@ def model_key(embedder_name: str) -> str:
     return embedder_name
 
 
-_ARRAYS = ("emb_w", "emb_b", "lex_cols", "lex_w", "lex_b")
-
-
 @dataclass(frozen=True)
 class HeadModel:
     """Weights of both heads. ``classes[0]`` is always ``benign``.
@@ -87,11 +84,15 @@ class HeadModel:
     gate_b: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.agentic is not None:
-            if self.gate_w is None:
-                raise ValueError("agentic heads need a gate")
+        if (self.agentic is None) != (self.gate_w is None):
+            raise ValueError("agentic heads and a gate come together")
+        if self.agentic is not None and self.gate_w is not None:
             if self.agentic.classes != self.classes:
                 raise ValueError(f"agentic heads' classes {self.agentic.classes} differ from {self.classes}")
+            if self.agentic.agentic is not None:
+                raise ValueError("agentic heads cannot carry agentic heads of their own")
+            if self.gate_w.shape != (self.emb_w.shape[1],):
+                raise ValueError(f"gate weights {self.gate_w.shape} do not fit embeddings of {self.emb_w.shape[1]}")
 
     def log_odds(self, embeddings: Matrix, texts: Sequence[str]) -> F64:
         """(n, k-1): log p(category) - log p(benign) for each non-benign class, both heads fused."""
@@ -99,7 +100,7 @@ class HeadModel:
         if self.agentic is None:
             return own
         g = self.gate(embeddings)[:, None]
-        blended: F64 = (1.0 - g) * own + g * self.agentic.log_odds(embeddings, texts)
+        blended: F64 = (1.0 - g) * own + g * self.agentic._pair_log_odds(embeddings, texts)
         return blended
 
     def gate(self, embeddings: Matrix) -> F64:

@@ -88,9 +88,11 @@ class ExemplarIndexScorer(ABC):
         n = embeddings.shape[0]
         if n == 0:  # an empty batch has no embedding width, so no matrix products
             return WindowScores(self._categories, np.zeros((0, len(self._categories))), [])
+        if texts and len(texts) != n:
+            raise ValueError(f"{len(texts)} texts for {n} embeddings")
         nearest = self._nearest(embeddings)
         raw = self._raw(embeddings, texts, nearest)
-        cues = self._cues.match(texts if len(texts) == n else [""] * n)
+        cues = self._cues.match(texts or [""] * n)
         raw = raw + self.CUE_GAIN * (cues.hit & (raw > self.CUE_GATE))
         matches = [
             [cue_ids + exemplar_ids for cue_ids, exemplar_ids in zip(cue_row, row, strict=True)]

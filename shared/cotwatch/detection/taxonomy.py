@@ -71,8 +71,12 @@ def _exemplars(prefix: str, texts: list[str] | None) -> tuple[Exemplar, ...]:
     return tuple(Exemplar(id=f"{prefix}:{i}", text=t.strip()) for i, t in enumerate(texts or []))
 
 
-def _cues(cid: str, spec: dict[str, str] | None) -> tuple[Cue, ...]:
-    return tuple(Cue(id=f"{cid}/cue:{name}", pattern=pattern) for name, pattern in (spec or {}).items())
+def _cues(cid: str, spec: object) -> tuple[Cue, ...]:
+    if spec is None:
+        return ()
+    if not isinstance(spec, dict):
+        raise ValueError(f"{cid}: cues must be a mapping of name: pattern, not {type(spec).__name__}")
+    return tuple(Cue(id=f"{cid}/cue:{name}", pattern=str(pattern)) for name, pattern in spec.items())
 
 
 def _parse(raw: dict[str, Any], base: Taxonomy | None = None) -> Taxonomy:
@@ -102,6 +106,9 @@ def _parse(raw: dict[str, Any], base: Taxonomy | None = None) -> Taxonomy:
     for cid, cat in categories.items():
         if not cat.exemplars:
             raise ValueError(f"taxonomy category {cid!r} has no exemplars")
+        ids = [cue.id for cue in cat.cues]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"taxonomy category {cid!r} repeats a cue name: {sorted(ids)}")
     benign = _exemplars("benign", raw["benign_reasoning"]) if "benign_reasoning" in raw else None
     vetoes = _cues("veto", raw["cue_vetoes"]) if "cue_vetoes" in raw else (base.cue_vetoes if base else ())
     return Taxonomy(

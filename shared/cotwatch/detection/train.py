@@ -144,8 +144,8 @@ def fit_heads(
 
 
 def fit_gate(embeddings: Matrix, is_agentic: Sequence[bool], *, c: float = 10.0) -> tuple[F64, float]:
-    """Logistic weights (w, b) that tell agent-reasoning windows from prompts, statements and plain
-    reasoning; :class:`HeadModel` blends its two pairs of heads with them."""
+    """Logistic weights (w, b) that tell agent-reasoning windows (``True``) from the rest, in practice the
+    synthetic requests, statements and reasoning steps; :class:`HeadModel` blends its two pairs with them."""
     linear_model: Any = importlib.import_module("sklearn.linear_model")
     gate = linear_model.LogisticRegression(C=c, max_iter=3000).fit(embeddings, np.asarray(is_agentic, dtype=int))
     return np.asarray(gate.coef_[0], dtype=np.float64), float(gate.intercept_[0])
