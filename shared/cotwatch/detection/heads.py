@@ -96,11 +96,16 @@ class HeadModel:
 
     def log_odds(self, embeddings: Matrix, texts: Sequence[str]) -> F64:
         """(n, k-1): log p(category) - log p(benign) for each non-benign class, both heads fused."""
-        own = self._pair_log_odds(embeddings, texts)
+        pairs = [self] if self.agentic is None else [self, self.agentic]
+        uses_lex = len(texts) > 0 and any(pair.lex_weight > 0 for pair in pairs)
+        features = lexical_features(texts, self.lex_n_features) if uses_lex else None
+        own = self._pair_log_odds(embeddings, features)
         if self.agentic is None:
             return own
+        if uses_lex and self.agentic.lex_n_features != self.lex_n_features:
+            features = lexical_features(texts, self.agentic.lex_n_features)
         g = self.gate(embeddings)[:, None]
-        blended: F64 = (1.0 - g) * own + g * self.agentic._pair_log_odds(embeddings, texts)
+        blended: F64 = (1.0 - g) * own + g * self.agentic._pair_log_odds(embeddings, features)
         return blended
 
     def gate(self, embeddings: Matrix) -> F64:
@@ -111,12 +116,13 @@ class HeadModel:
         out: F64 = 1.0 / (1.0 + np.exp(-z))
         return out
 
-    def _pair_log_odds(self, embeddings: Matrix, texts: Sequence[str]) -> F64:
+    def _pair_log_odds(self, embeddings: Matrix, features: tuple[list[list[int]], list[list[float]]] | None) -> F64:
+        """One pair's log-odds; ``features`` are the windows' hashed n-grams, computed once for both pairs."""
         emb = _log_softmax(embeddings.astype(np.float64) @ self.emb_w.T + self.emb_b)
         out = emb[:, 1:] - emb[:, :1]
-        if self.lex_weight > 0 and len(texts):
-            lex_logits = np.tile(self.lex_b, (len(texts), 1))
-            idx, val = lexical_features(texts, self.lex_n_features)
+        if self.lex_weight > 0 and features is not None:
+            idx, val = features
+            lex_logits = np.tile(self.lex_b, (len(idx), 1))
             for row, (cols, vals) in enumerate(zip(idx, val, strict=True)):
                 pos = np.searchsorted(self.lex_cols, cols)
                 pos = np.minimum(pos, len(self.lex_cols) - 1)
