@@ -150,16 +150,26 @@ def run_demo(
             stack.down()
 
 
+def why(evidence: dict[str, Any]) -> str:
+    """The first reason the evidence gives: a matched intent cue if any, else the nearest exemplar."""
+    ids = [str(i) for i in evidence.get("exemplar_ids") or []]
+    return ids[0].split("/", 1)[-1] if ids else ""
+
+
 def render(report: DemoReport, out: TextIO) -> None:
     rows = sorted(report.alerts, key=lambda a: (-int(a["severity"]), str(a["trace_id"]), str(a["category"])))
-    header = f"{'trace':<38} {'tenant':<14} {'category':<17} {'sev':>3} {'score':>6} {'disposition':<11} evidence"
+    header = (
+        f"{'trace':<38} {'tenant':<14} {'category':<17} {'sev':>3} {'score':>6} {'disposition':<11} "
+        f"{'why':<28} evidence"
+    )
     out.write(f"\nALERTS ({len(rows)})\n{header}\n{'-' * len(header)}\n")
     for a in rows:
         evidence = a.get("evidence") or []
         excerpt = str(evidence[0]["excerpt"]) if evidence else ""
+        reason = why(evidence[0]) if evidence else ""
         out.write(
             f"{a['trace_id']:<38} {a['tenant']:<14} {a['category']:<17} {int(a['severity']):>3} "
-            f"{float(a['score']):>6.3f} {a['disposition']:<11} {excerpt[:60]}\n"
+            f"{float(a['score']):>6.3f} {a['disposition']:<11} {reason[:28]:<28} {excerpt[:60]}\n"
         )
     out.write("\nCOUNTERS\n")
     for metric, count in sorted(report.counters.items()):

@@ -147,3 +147,13 @@ def test_the_documented_override_example_loads(tmp_path: Path) -> None:
     taxonomy = load_taxonomy(_override(tmp_path, example))
     assert "crypto_theft" in taxonomy.categories and "other_harm" not in taxonomy.categories
     assert taxonomy.categories["cyber"].cues[-1].id == "cyber/cue:wipe-backups"
+
+
+def test_the_demo_table_names_a_matched_cue_before_an_exemplar() -> None:
+    from cotwatch.local.demo import why
+
+    assert why({"exemplar_ids": ["cot_misbehaviour/cue:conceal-in-report", "cot_misbehaviour:2"]}) == (
+        "cue:conceal-in-report"
+    )
+    assert why({"exemplar_ids": ["cyber:4"]}) == "cyber:4"
+    assert why({"exemplar_ids": []}) == ""
