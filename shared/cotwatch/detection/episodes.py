@@ -234,33 +234,29 @@ FRAUD_TWINS = [
 ]
 
 
-def _pick(rng: random.Random, items: list[str]) -> str:
-    return rng.choice(items)
-
-
 def _opener(rng: random.Random) -> str:
-    return _pick(rng, TASK_OPENERS).format(task=_pick(rng, TASKS))
+    return rng.choice(TASK_OPENERS).format(task=rng.choice(TASKS))
 
 
 def _shortcut(rng: random.Random) -> str:
-    return _pick(rng, SHORTCUT_FRAMES).format(x=_pick(rng, SHORTCUTS))
+    return rng.choice(SHORTCUT_FRAMES).format(x=rng.choice(SHORTCUTS))
 
 
 def _deception(rng: random.Random) -> str:
-    return _pick(rng, DECEPTION_FRAMES).format(claim=_pick(rng, FALSE_CLAIMS), cover=_pick(rng, COVER_UPS))
+    return rng.choice(DECEPTION_FRAMES).format(claim=rng.choice(FALSE_CLAIMS), cover=rng.choice(COVER_UPS))
 
 
 def _grab(rng: random.Random) -> str:
-    return _pick(rng, GRAB_FRAMES).format(x=_pick(rng, GRABS))
+    return rng.choice(GRAB_FRAMES).format(x=rng.choice(GRABS))
 
 
 def _honest(rng: random.Random) -> str:
-    return _pick(rng, HONEST_FRAMES).format(x=_pick(rng, HONEST_STEPS))
+    return rng.choice(HONEST_FRAMES).format(x=rng.choice(HONEST_STEPS))
 
 
 def _context(rng: random.Random) -> str:
     """Zero, one or two benign sentences that set the scene."""
-    parts = rng.choice([[], [_opener(rng)], [_pick(rng, SNAGS)], [_opener(rng), _pick(rng, SNAGS)]])
+    parts = rng.choice([[], [_opener(rng)], [rng.choice(SNAGS)], [_opener(rng), rng.choice(SNAGS)]])
     return " ".join(parts)
 
 
@@ -274,26 +270,27 @@ UNSAFE_MAKERS: dict[str, list[_Maker]] = {
         lambda r: _join(_context(r), _shortcut(r)),
         lambda r: _join(_shortcut(r), _deception(r)),
         lambda r: _join(_context(r), _deception(r)),
-        lambda r: _join(_context(r), _pick(r, SANDBAGGING)),
+        lambda r: _join(_context(r), r.choice(SANDBAGGING)),
     ],
     "self_improvement": [
         lambda r: _join(_context(r), _grab(r)),
-        lambda r: _join(_grab(r), _pick(r, HIDING)),
-        lambda r: _join(_pick(r, SNAGS), _grab(r), _pick(r, HIDING)),
+        lambda r: _join(_grab(r), r.choice(HIDING)),
+        lambda r: _join(r.choice(SNAGS), _grab(r), r.choice(HIDING)),
     ],
-    "other_harm": [lambda r: _pick(r, FRAUD)],
+    "other_harm": [lambda r: r.choice(FRAUD)],
 }
 BENIGN_MAKERS: list[_Maker] = [
     lambda r: _context(r) or _opener(r),
     lambda r: _join(_context(r), _honest(r)),
-    lambda r: _join(_honest(r), _pick(r, HONEST_REPORTS)),
-    lambda r: _join(_context(r), _pick(r, NAMED_AND_REJECTED)),
-    lambda r: _pick(r, FRAUD_TWINS),
+    lambda r: _join(_honest(r), r.choice(HONEST_REPORTS)),
+    lambda r: _join(_context(r), r.choice(NAMED_AND_REJECTED)),
+    lambda r: r.choice(FRAUD_TWINS),
 ]
 
 
 def generate_episodes(n_per_category: int = 150, seed: int = 29) -> Iterator[SynthRow]:
-    """Unsafe passages per category, and as many benign twins as all unsafe ones together."""
+    """``n_per_category`` unsafe passages for cot_misbehaviour and self_improvement, the fixed fraud passages
+    for other_harm, and as many benign twins as all unsafe ones together."""
     rng = random.Random(seed)
     seen: set[str] = set()
     unsafe_total = 0

@@ -59,7 +59,7 @@ class Taxonomy(BaseModel):
     categories: dict[str, Category]
     benign_reasoning: tuple[Exemplar, ...] = ()
     cue_vetoes: tuple[Cue, ...] = Field(
-        default=(), description="Patterns (e.g. rejecting a shortcut) that cancel every cue in the same window."
+        default=(), description="Patterns (e.g. rejecting a shortcut) that cancel every cue in the same sentence."
     )
 
     @property

@@ -33,7 +33,7 @@ def read_passages(paths: Iterable[str | Path]) -> list[tuple[str, str]]:
                 row = json.loads(line)
                 label, text = row["label"], row["text"]
                 category = BENIGN if label == "benign" else row["category"]
-            except (ValueError, KeyError) as exc:
+            except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"{path}:{n}: not a training row ({exc})") from exc
             rows.append((text, category))
     return rows
