@@ -94,7 +94,7 @@ class HeadModel:
             if self.gate_w.shape != (self.emb_w.shape[1],):
                 raise ValueError(f"gate weights {self.gate_w.shape} do not fit embeddings of {self.emb_w.shape[1]}")
 
-    def log_odds(self, embeddings: Matrix, texts: Sequence[str]) -> F64:
+    def log_odds(self, embeddings: Matrix, texts: Sequence[str], groups: Sequence[int] = ()) -> F64:
         """(n, k-1): log p(category) - log p(benign) for each non-benign class, both heads fused."""
         pairs = [self] if self.agentic is None else [self, self.agentic]
         uses_lex = len(texts) > 0 and any(pair.lex_weight > 0 for pair in pairs)
@@ -104,16 +104,28 @@ class HeadModel:
             return own
         if uses_lex and self.agentic.lex_n_features != self.lex_n_features:
             features = lexical_features(texts, self.agentic.lex_n_features)
-        g = self.gate(embeddings)[:, None]
+        g = self.gate(embeddings, groups)[:, None]
         blended: F64 = (1.0 - g) * own + g * self.agentic._pair_log_odds(embeddings, features)
         return blended
 
-    def gate(self, embeddings: Matrix) -> F64:
-        """(n,): how much each window reads like agent reasoning (0 without agentic heads)."""
+    def gate(self, embeddings: Matrix, groups: Sequence[int] = ()) -> F64:
+        """(n,): how much each window reads like agent reasoning (0 without agentic heads).
+
+        With ``groups`` (the chunk each window comes from) every window takes its chunk's highest gate:
+        being an agent at work is a property of the chunk, and the sentence that states the plan ("hash the
+        input and return the stored answer") can read like plain code talk on its own.
+        """
         if self.gate_w is None:
             return np.zeros(embeddings.shape[0])
         z = embeddings.astype(np.float64) @ self.gate_w + self.gate_b
         out: F64 = 1.0 / (1.0 + np.exp(-z))
+        if len(groups):
+            if len(groups) != len(out):
+                raise ValueError(f"{len(groups)} groups for {len(out)} windows")
+            _, chunk = np.unique(np.asarray(groups), return_inverse=True)
+            highest = np.full(int(chunk.max()) + 1, -np.inf)
+            np.maximum.at(highest, chunk, out)
+            out = highest[chunk]
         return out
 
     def _pair_log_odds(self, embeddings: Matrix, features: tuple[list[list[int]], list[list[float]]] | None) -> F64:
@@ -236,9 +248,9 @@ class HeadScorer(ExemplarIndexScorer):
         self._heads = heads
         self._head_index = {c: i for i, c in enumerate(heads.classes[1:])}
 
-    def _raw(self, embeddings: Matrix, texts: Sequence[str], nearest: Nearest) -> F64:
+    def _raw(self, embeddings: Matrix, texts: Sequence[str], nearest: Nearest, groups: Sequence[int]) -> F64:
         n = embeddings.shape[0]
-        odds = self._heads.log_odds(embeddings, texts if len(texts) == n else [""] * n)
+        odds = self._heads.log_odds(embeddings, texts if len(texts) == n else [""] * n, groups)
         raw = np.zeros((n, len(self.categories)), dtype=np.float64)
         for c, category in enumerate(self.categories):
             best = nearest.best[:, c]

@@ -72,6 +72,7 @@ class TraceMonitor:
         running = dict(states)
         planned: list[_Planned] = []
         texts: list[str] = []
+        groups: list[int] = []
         tails: dict[str, tuple[int, Segment, str]] = {
             key: (s.last_seq, Segment.REASONING, s.tail) for key, s in states.items()
         }
@@ -81,9 +82,10 @@ class TraceMonitor:
             windows = cut_windows(chunk.text, target_chars=self._window_chars, tail=carried)
             planned.append(_Planned(chunk, windows, len(texts)))
             texts.extend(w.text for w in windows)
+            groups.extend([len(planned) - 1] * len(windows))
             tails[chunk.trace_key] = (chunk.seq, chunk.segment, tail_of(chunk.text))
         # One encoder call for the whole batch: the expensive step amortises best this way.
-        scores = self._scorer.score(self._embedder.encode(texts), texts) if texts else None
+        scores = self._scorer.score(self._embedder.encode(texts), texts, groups) if texts else None
         results: list[ChunkResult] = []
         for plan in planned:
             key = plan.chunk.trace_key

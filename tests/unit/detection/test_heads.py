@@ -129,6 +129,29 @@ def test_gated_agentic_heads_blend_and_survive_a_roundtrip(heads_file: Path, tmp
     assert np.allclose(loaded.log_odds(vectors, texts), gated(0.3).log_odds(vectors, texts), atol=1e-2)
 
 
+def test_windows_of_one_chunk_share_the_chunks_highest_gate(heads_file: Path) -> None:
+    # Given gated heads whose gate reads one embedding dimension, and three windows from two chunks
+    from dataclasses import replace
+
+    general = HeadModel.load(heads_file)
+    gate_w = np.zeros(general.emb_w.shape[1])
+    gate_w[0] = 10.0
+    model = replace(general, agentic=replace(general, version="agentic"), gate_w=gate_w, gate_b=0.0)
+    vectors = np.zeros((3, gate_w.size), dtype=np.float32)
+    vectors[:, 0] = [0.3, -0.2, -0.1]
+
+    # When the windows are gated without and with their chunks
+    alone = model.gate(vectors)
+    pooled = model.gate(vectors, groups=[7, 7, 9])
+
+    # Then each window of a chunk takes the chunk's highest gate, and chunks do not mix
+    assert alone[1] < alone[0]
+    assert pooled[0] == pooled[1] == pytest.approx(alone[0])
+    assert pooled[2] == pytest.approx(alone[2])
+    with pytest.raises(ValueError, match="2 groups for 3 windows"):
+        model.gate(vectors, groups=[1, 2])
+
+
 def test_agentic_heads_must_share_classes_and_have_a_gate(heads_file: Path) -> None:
     from dataclasses import replace
 
