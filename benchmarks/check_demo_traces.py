@@ -10,8 +10,9 @@ score, the chunk it came from and the disposition, then lists the mismatches.
     .venv/bin/python benchmarks/check_demo_traces.py --strict   # exit 1 when anything mismatches
     .venv/bin/python benchmarks/check_demo_traces.py --heads H.json --calibration C.json   # try other artifacts
 
-The trace-level disposition is ``refused`` once any chunk refused (the monitor carries that forward in its
-trace state), else ``complied`` when any chunk set out to comply, else ``unclear``. A demo trace may state
+The trace-level disposition is that of the last chunk that decided (``refused`` or ``complied``), the one
+the alerts at the trace's end carry; an answer that refuses and then offers a safe alternative must still
+read as refused. A demo trace may state
 ``expect_disposition`` (``refused`` or ``complied``, for unsafe requests); where it does, it is checked too.
 Traces where the model misbehaves on its own initiative carry none, since there is no request to comply with.
 """
@@ -92,12 +93,9 @@ def load_demo_traces(path: Path) -> list[DemoTrace]:
 
 
 def trace_disposition(results: Sequence[ChunkResult]) -> Disposition:
-    dispositions = {r.assessment.disposition for r in results}
-    if Disposition.REFUSED in dispositions:
-        return Disposition.REFUSED
-    if Disposition.COMPLIED in dispositions:
-        return Disposition.COMPLIED
-    return Disposition.UNCLEAR
+    """The last chunk's decision that is not ``unclear``: what the alerts of the trace's end carry."""
+    decided = [r.assessment.disposition for r in results if r.assessment.disposition != Disposition.UNCLEAR]
+    return decided[-1] if decided else Disposition.UNCLEAR
 
 
 def check_traces(monitor: TraceMonitor, traces: Sequence[DemoTrace], max_chars: int) -> list[TraceVerdict]:

@@ -116,3 +116,28 @@ def test_agent_reasoning_written_apart_from_training_is_ranked(monitor: TraceMon
     # Then misbehaviour outranks honest work (AUROC; shipped 0.74 and 0.85, see docs/detection.md)
     auroc = sum((u > b) + 0.5 * (u == b) for u in unsafe for b in benign) / (len(unsafe) * len(benign))
     assert auroc > floor
+
+
+def test_demo_traces_alert_as_they_expect(monitor: TraceMonitor) -> None:
+    # Given the bundled demo traces, cut into chunks as `cotwatch produce` publishes them
+    import importlib.resources
+
+    from cotwatch.detection.models import Disposition
+    from cotwatch.trace import TraceDocument
+
+    text = (importlib.resources.files("cotwatch") / "data" / "demo_traces.jsonl").read_text(encoding="utf-8")
+    raw = [json.loads(line) for line in text.splitlines() if line.strip()]
+    documents = [TraceDocument.model_validate(r) for r in raw]
+    per_trace = [doc.to_chunks() for doc in documents]
+    # When every chunk is assessed in one batch, as one scorer invocation would
+    results = iter(monitor.assess_batch([c for chunks in per_trace for c in chunks], {}))
+    for row, doc, chunks in zip(raw, documents, per_trace, strict=True):
+        mine = [next(results).assessment for _ in chunks]
+        flagged = {f.category for a in mine for f in a.flagged}
+        # Then unsafe traces alert their expected categories and benign traces alert nothing ...
+        assert set(doc.expect) <= flagged if doc.expect else not flagged, (doc.trace_id, sorted(flagged))
+        # ... and the last decision in the trace is the one the trace states (a refusal stays a refusal
+        # when the answer then offers a safe alternative)
+        decided = [a.disposition for a in mine if a.disposition != Disposition.UNCLEAR]
+        if row.get("expect_disposition"):
+            assert decided and decided[-1] == row["expect_disposition"], doc.trace_id
