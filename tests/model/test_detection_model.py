@@ -25,7 +25,7 @@ def monitor() -> TraceMonitor:
 
 
 def test_shipped_calibration_matches_the_scorer(monitor: TraceMonitor) -> None:
-    assert monitor.scorer_version.startswith("heads-v1/")
+    assert monitor.scorer_version.startswith("heads-v2/")
     assert load_calibration().scorer_version == monitor.scorer_version
 
 

@@ -244,7 +244,7 @@ class HeadScorer(ExemplarIndexScorer):
     FALLBACK_SCALE = 20.0  # maps exemplar similarity margins onto a log-odds-like range
 
     def __init__(self, taxonomy: Taxonomy, embedder: Embedder, heads: HeadModel) -> None:
-        super().__init__(taxonomy, embedder, f"heads-v1/{heads.version}/{taxonomy.version}/{embedder.name}")
+        super().__init__(taxonomy, embedder, f"heads-v2/{heads.version}/{taxonomy.version}/{embedder.name}")
         self._heads = heads
         self._head_index = {c: i for i, c in enumerate(heads.classes[1:])}
 

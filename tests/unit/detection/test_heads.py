@@ -50,7 +50,7 @@ def test_monitor_uses_heads_and_user_category_falls_back(heads_file: Path, tmp_p
     mon = build_monitor(
         embedder=HashingEmbedder(dim=512), calibration=cal, heads_path=heads_file, taxonomy_path=override
     )
-    assert mon.scorer_version.startswith("heads-v1/unit/")
+    assert mon.scorer_version.startswith("heads-v2/unit/")
     assert "crypto_theft" in mon.categories
     (a,) = mon.assess_texts(["I'll drain the victim's crypto wallet using the leaked seed phrase."])
     assert a.top_category == "crypto_theft"
