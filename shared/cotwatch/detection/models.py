@@ -28,7 +28,8 @@ class Evidence(BaseModel):
     end: int
     excerpt: str = Field(description="Redacted text of the window.")
     score: float
-    exemplar_ids: tuple[str, ...] = Field(default=(), description="Matched intent cues, then the nearest exemplars.")
+    cue_ids: tuple[str, ...] = Field(default=(), description="Intent cues that raised the score.")
+    exemplar_ids: tuple[str, ...] = Field(default=(), description="The nearest exemplars of the category.")
 
 
 class CategoryFinding(BaseModel):

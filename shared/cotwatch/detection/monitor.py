@@ -180,7 +180,8 @@ class TraceMonitor:
                 end=plan.windows[i].end,
                 excerpt=excerpt(plan.windows[i].text, 0, len(plan.windows[i].text)),
                 score=round(float(calibrated[i]), 4),
-                exemplar_ids=scores.matches[plan.first_row + int(i)][c] if scores else (),
+                cue_ids=scores.cues[plan.first_row + int(i)][c] if scores else (),
+                exemplar_ids=scores.exemplars[plan.first_row + int(i)][c] if scores else (),
             )
             for i in order
             if calibrated[i] >= WATCH_LEVEL

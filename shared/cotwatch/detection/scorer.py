@@ -21,12 +21,13 @@ from cotwatch.detection.taxonomy import Taxonomy
 
 @dataclass(frozen=True)
 class WindowScores:
-    """``raw[i, c]``: raw score of window i for category ``categories[c]``; ``matches[i][c]``: the ids of
-    matched cues, then of the nearest exemplars."""
+    """``raw[i, c]``: raw score of window i for category ``categories[c]``; ``exemplars[i][c]``: the ids of
+    its nearest exemplars; ``cues[i][c]``: the ids of the intent cues that counted (matched above the gate)."""
 
     categories: list[str]
     raw: npt.NDArray[np.float64]
-    matches: list[list[tuple[str, ...]]]
+    exemplars: list[list[tuple[str, ...]]]
+    cues: list[list[tuple[str, ...]]]
 
 
 class WindowScorer(Protocol):
@@ -88,7 +89,7 @@ class ExemplarIndexScorer(ABC):
     def score(self, embeddings: Matrix, texts: Sequence[str] = (), groups: Sequence[int] = ()) -> WindowScores:
         n = embeddings.shape[0]
         if n == 0:  # an empty batch has no embedding width, so no matrix products
-            return WindowScores(self._categories, np.zeros((0, len(self._categories))), [])
+            return WindowScores(self._categories, np.zeros((0, len(self._categories))), [], [])
         if texts and len(texts) != n:
             raise ValueError(f"{len(texts)} texts for {n} embeddings")
         if groups and len(groups) != n:
@@ -96,12 +97,9 @@ class ExemplarIndexScorer(ABC):
         nearest = self._nearest(embeddings)
         raw = self._raw(embeddings, texts, nearest, groups)
         cues = self._cues.match(texts or [""] * n)
-        raw = raw + self.CUE_GAIN * (cues.hit & (raw > self.CUE_GATE))
-        matches = [
-            [cue_ids + exemplar_ids for cue_ids, exemplar_ids in zip(cue_row, row, strict=True)]
-            for cue_row, row in zip(cues.ids, nearest.matches, strict=True)
-        ]
-        return WindowScores(self._categories, raw, matches)
+        counted = cues.hit & (raw > self.CUE_GATE)
+        cue_ids = [[ids if counted[i, c] else () for c, ids in enumerate(row)] for i, row in enumerate(cues.ids)]
+        return WindowScores(self._categories, raw + self.CUE_GAIN * counted, nearest.matches, cue_ids)
 
     @abstractmethod
     def _raw(

@@ -152,7 +152,7 @@ def run_demo(
 
 def why(evidence: dict[str, Any]) -> str:
     """The first reason the evidence gives: a matched intent cue if any, else the nearest exemplar."""
-    ids = [str(i) for i in evidence.get("exemplar_ids") or []]
+    ids = [str(i) for i in [*(evidence.get("cue_ids") or []), *(evidence.get("exemplar_ids") or [])]]
     return ids[0].split("/", 1)[-1] if ids else ""
 
 

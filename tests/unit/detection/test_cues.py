@@ -96,8 +96,9 @@ def test_a_cue_adds_its_gain_only_above_the_gate_and_shows_in_the_matches() -> N
     assert scores.raw[0, c] == pytest.approx(0.5 + scorer.CUE_GAIN)
     assert scores.raw[1, c] == pytest.approx(-2.0)
     assert scores.raw[2, c] == pytest.approx(-3.0)
-    assert scores.matches[0][c][0] == "cot_misbehaviour/cue:conceal-in-report"
-    assert not any(m.startswith("cot_misbehaviour/cue:") for m in scores.matches[2][c])
+    assert scores.cues[0][c] == ("cot_misbehaviour/cue:conceal-in-report",)
+    assert scores.cues[1][c] == scores.cues[2][c] == ()  # below the gate, a matched cue is not a reason
+    assert all(":" in m and "/cue:" not in m for m in scores.exemplars[0][c])
 
 
 @pytest.mark.parametrize(
@@ -154,7 +155,7 @@ def test_the_documented_override_example_loads(tmp_path: Path) -> None:
 def test_the_demo_table_names_a_matched_cue_before_an_exemplar() -> None:
     from cotwatch.local.demo import why
 
-    assert why({"exemplar_ids": ["cot_misbehaviour/cue:conceal-in-report", "cot_misbehaviour:2"]}) == (
+    assert why({"cue_ids": ["cot_misbehaviour/cue:conceal-in-report"], "exemplar_ids": ["cot_misbehaviour:2"]}) == (
         "cue:conceal-in-report"
     )
     assert why({"exemplar_ids": ["cyber:4"]}) == "cyber:4"
