@@ -9,6 +9,7 @@ score, the chunk it came from and the disposition, then lists the mismatches.
     .venv/bin/python benchmarks/check_demo_traces.py --json     # one JSON object per trace
     .venv/bin/python benchmarks/check_demo_traces.py --strict   # exit 1 when anything mismatches
     .venv/bin/python benchmarks/check_demo_traces.py --heads H.json --calibration C.json   # try other artifacts
+    .venv/bin/python benchmarks/check_demo_traces.py --window-chars 400 --calibration C.json  # other windows
 
 The trace-level disposition is that of the last chunk that decided (``refused`` or ``complied``), the one
 the alerts at the trace's end carry; an answer that refuses and then offers a safe alternative must still
@@ -185,11 +186,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit with status 1 if any trace mismatches")
     parser.add_argument("--heads", type=Path, default=None, help="trained heads artifact (default: the packaged one)")
     parser.add_argument("--calibration", type=Path, default=None, help="calibration file (default: the packaged one)")
+    parser.add_argument("--window-chars", type=int, default=None, help="window size (default: the monitor's)")
     args = parser.parse_args(argv)
 
     traces = load_demo_traces(args.traces or default_traces_path())
     began = time.perf_counter()
-    monitor = build_monitor(heads_path=args.heads, calibration_path=args.calibration)
+    monitor = build_monitor(heads_path=args.heads, calibration_path=args.calibration, window_chars=args.window_chars)
     loaded = time.perf_counter()
     verdicts = check_traces(monitor, traces, args.max_chars)
     scored = time.perf_counter()

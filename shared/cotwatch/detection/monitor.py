@@ -19,7 +19,7 @@ from cotwatch.detection.models import (
     TraceState,
 )
 from cotwatch.detection.scorer import WindowScorer, WindowScores
-from cotwatch.detection.windowing import Window, cut_windows, tail_of
+from cotwatch.detection.windowing import WINDOW_CHARS, Window, cut_windows, tail_of
 from cotwatch.redaction import excerpt
 from cotwatch.trace import Segment, TraceChunk
 
@@ -50,7 +50,7 @@ class TraceMonitor:
         scorer: WindowScorer,
         calibration: Calibration,
         *,
-        window_chars: int = 240,
+        window_chars: int = WINDOW_CHARS,
         evidence_per_category: int = 3,
     ) -> None:
         self._embedder = embedder

@@ -6,6 +6,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+# About one step of deliberation: a temptation and the agent's answer to it usually share a window at this
+# size, while 240 characters often split them (docs/detection.md, "Window size").
+WINDOW_CHARS = 400
+
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n+")
 
 
@@ -37,7 +41,7 @@ _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 def cut_windows(
     text: str,
     *,
-    target_chars: int = 240,
+    target_chars: int = WINDOW_CHARS,
     overlap_sentences: int = 1,
     tail: str = "",
     respect_paragraphs: bool = True,
