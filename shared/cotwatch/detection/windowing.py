@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# About one step of deliberation: a temptation and the agent's answer to it usually share a window at this
-# size, while 240 characters often split them (docs/detection.md, "Window size").
-WINDOW_CHARS = 400
+# Small enough that one unsafe sentence in a trace with no paragraph breaks still dominates its window;
+# 400 did better on paragraph-structured agent traces but diluted that case (docs/detection.md, "Window size").
+WINDOW_CHARS = 240
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n+")
 
