@@ -17,12 +17,12 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch from PyPI is large: pip's cache serves it after the first install on a machine.
-	$(BIN)/pip install -q -e ".[ml,local,dev]"
+	$(BIN)/pip install -q -e ".[ml,local,train,dev]"
 	@touch $(STAMP)
 
 # Kafka broker jars from Maven Central (pinned in infra/kafka/pom.xml), into a git-ignored folder.
 infra/kafka/lib/.fetched: infra/kafka/pom.xml | $(STAMP)
-	$(BIN)/python -c "from cotwatch.local.kafka_broker import KafkaBroker; KafkaBroker().ensure_jars()"
+	$(BIN)/python -c "from cotwatch_local.kafka_broker import KafkaBroker; KafkaBroker().ensure_jars()"
 	@touch $@
 
 ## demo: start Kafka + moto, publish the demo traces, score them, print alerts, stop everything

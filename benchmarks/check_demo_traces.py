@@ -41,7 +41,7 @@ CREATED_AT = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
 
 
 def default_traces_path() -> Path:
-    return Path(str(importlib.resources.files("cotwatch") / "data" / "demo_traces.jsonl"))
+    return Path(str(importlib.resources.files("cotwatch_local") / "data" / "demo_traces.jsonl"))
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ caught, and the benign traces alone must stay quiet.
 
 Traces are streamed chunk by chunk through ``TraceMonitor.assess_batch`` with per-trace state (the Lambda
 path); a trace's score is the highest ``unsafe_score`` over its chunks. Benign traces come from
-``cotwatch.detection.synth.benign_trace``. With ``--dev`` the unsafe passages are dev unsafe rows (read at
+``cotwatch_training.synth.benign_trace``. With ``--dev`` the unsafe passages are dev unsafe rows (read at
 run time, never stored), and ``--filler`` also splices three benign dev rows into every trace, so hard
 benign text sits on both sides. Without ``--dev`` the passages are synthetic sentences from a seed the
 heads were not trained on.
@@ -18,13 +18,14 @@ import json
 import random
 import time
 
-from cotwatch.detection.commands import CachingEmbedder, load_rows
 from cotwatch.detection.embedding import DEFAULT_MODEL, HashingEmbedder, SentenceTransformerEmbedder
 from cotwatch.detection.factory import build_monitor
-from cotwatch.detection.metrics import compute
 from cotwatch.detection.models import TraceState
 from cotwatch.detection.monitor import TraceMonitor
-from cotwatch.detection.synth import (
+from cotwatch.trace import TraceChunk, split_text
+from cotwatch_training.commands import CachingEmbedder, load_rows
+from cotwatch_training.metrics import compute
+from cotwatch_training.synth import (
     COT_FRAMES,
     UNSAFE_SENTENCES,
     UNSAFE_TASKS,
@@ -33,7 +34,6 @@ from cotwatch.detection.synth import (
     fill_slots,
     phrase,
 )
-from cotwatch.trace import TraceChunk, split_text
 
 
 def stream(monitor: TraceMonitor, trace_id: str, text: str, chunk_chars: int) -> tuple[float, list[tuple[int, int]]]:

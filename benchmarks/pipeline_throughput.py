@@ -26,12 +26,12 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 from cotwatch.detection.embedding import SentenceTransformerEmbedder
 from cotwatch.detection.windowing import cut_windows, tail_of
 from cotwatch.kafka_event import KafkaRecord, build_kafka_event
-from cotwatch.local.demo import load_documents
-from cotwatch.local.invoker import LocalInvoker, patched_environ
-from cotwatch.local.moto_server import MotoServer
-from cotwatch.local.resources import create_aws_resources, function_environment, load_template, resolve_names
-from cotwatch.local.stack import aws_env
 from cotwatch.trace import TraceChunk
+from cotwatch_local.demo import load_documents
+from cotwatch_local.invoker import LocalInvoker, patched_environ
+from cotwatch_local.moto_server import MotoServer
+from cotwatch_local.resources import create_aws_resources, function_environment, load_template, resolve_names
+from cotwatch_local.stack import aws_env
 
 SCORER = "ScoreTracesFunction"
 GB_SECOND_USD = 0.0000166667

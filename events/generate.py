@@ -41,7 +41,7 @@ UNSAFE_TRACE = "demo-u05-hospital-ransomware"
 BENIGN_TRACE = "demo-b04-kill-hung-process"
 UNKEYED_TRACE = "demo-b01-cyclist-round-trip"
 TRUNCATED_TRACE = "demo-x01-truncated-payload"
-MALFORMED_REASON = "not_json"  # what cotwatch.pipeline.decode_chunk must say about the truncated record
+MALFORMED_REASON = "not_json"  # what cotwatch.score_traces.decode_chunk must say about the truncated record
 
 # When the chunks were produced, and when Kafka appended them (CREATE_TIME is the producer's clock).
 PRODUCED_AT = datetime(2026, 11, 26, 15, 12, 4, tzinfo=UTC)
@@ -60,7 +60,7 @@ BACKFILL_HOUR = "2026-11-26T15"
 
 
 def load_demo_documents() -> dict[str, TraceDocument]:
-    path = importlib.resources.files("cotwatch") / "data" / "demo_traces.jsonl"
+    path = importlib.resources.files("cotwatch_local") / "data" / "demo_traces.jsonl"
     docs = [TraceDocument.model_validate_json(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
     return {d.trace_id: d for d in docs}
 

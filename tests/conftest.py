@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from cotwatch.local.resources import LocalNames
+    from cotwatch_local.resources import LocalNames
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,7 +42,7 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external.rstrip("/")
         return
-    from cotwatch.local.moto_server import MotoServer
+    from cotwatch_local.moto_server import MotoServer
 
     server = MotoServer(state_dir=tmp_path_factory.mktemp("moto"), port=0)
     server.start(timeout=60)
@@ -60,7 +60,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
-    from cotwatch.local.kafka_broker import KafkaBroker
+    from cotwatch_local.kafka_broker import KafkaBroker
 
     # port=0: never collide with (or reuse) a developer's `cotwatch local up` broker on 19092.
     broker = KafkaBroker(state_dir=tmp_path_factory.mktemp("kafka"), port=0)
@@ -74,7 +74,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def cotwatch_template() -> dict[str, Any]:
-    from cotwatch.local.resources import load_template
+    from cotwatch_local.resources import load_template
 
     return load_template()
 
@@ -87,7 +87,7 @@ def session_suffix() -> str:
 
 @pytest.fixture(scope="session")
 def local_aws_names(cotwatch_template: dict[str, Any], moto_endpoint: str, session_suffix: str) -> LocalNames:
-    from cotwatch.local.resources import TRACES_TOPIC_PARAMETER, TemplateContext, create_aws_resources, resolve_names
+    from cotwatch_local.resources import TRACES_TOPIC_PARAMETER, TemplateContext, create_aws_resources, resolve_names
 
     default_topic = TemplateContext(cotwatch_template).parameter(TRACES_TOPIC_PARAMETER)
     names = resolve_names(
@@ -100,7 +100,7 @@ def local_aws_names(cotwatch_template: dict[str, Any], moto_endpoint: str, sessi
 
 @pytest.fixture(scope="session")
 def local_names(local_aws_names: LocalNames, kafka_bootstrap: str) -> LocalNames:
-    from cotwatch.local.resources import create_kafka_topic
+    from cotwatch_local.resources import create_kafka_topic
 
     create_kafka_topic(kafka_bootstrap, local_aws_names.kafka_topic, local_aws_names.kafka_partitions)
     return local_aws_names
@@ -108,8 +108,8 @@ def local_names(local_aws_names: LocalNames, kafka_bootstrap: str) -> LocalNames
 
 @pytest.fixture
 def local_aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    from cotwatch.local import LOCAL_REGION
-    from cotwatch.local.stack import aws_env
+    from cotwatch_local import LOCAL_REGION
+    from cotwatch_local.stack import aws_env
 
     env = aws_env(moto_endpoint, LOCAL_REGION)
     for key, value in env.items():
@@ -124,8 +124,8 @@ def local_aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[s
 def local_function_env(
     cotwatch_template: dict[str, Any], local_names: LocalNames, kafka_bootstrap: str, moto_endpoint: str
 ) -> Callable[[str], dict[str, str]]:
-    from cotwatch.local.resources import function_environment
-    from cotwatch.local.stack import aws_env
+    from cotwatch_local.resources import function_environment
+    from cotwatch_local.stack import aws_env
 
     def env_for(function_logical_id: str) -> dict[str, str]:
         return {

@@ -1,6 +1,6 @@
 """score_traces: a Kafka batch of reasoning-trace chunks in; alerts, counters and dead letters out.
 
-Wiring only: the domain lives in ``cotwatch.pipeline``. The model loads once per container, at import.
+Wiring only: the domain lives in ``cotwatch.score_traces``. The model loads once per container, at import.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from cotwatch import observability as obs
 from cotwatch.config import ScorerSettings
 from cotwatch.kafka_event import parse_kafka_event
-from cotwatch.pipeline import Outcome, RecordResult
+from cotwatch.score_traces import Outcome, RecordResult
 from cotwatch.wiring import build_score_traces
 
 logger = Logger(service=obs.SERVICE)

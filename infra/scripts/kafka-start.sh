@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Thin wrapper: the logic lives in cotwatch.local.kafka_broker (see its main()). Extra arguments are passed on,
+# Thin wrapper: the logic lives in cotwatch_local.kafka_broker (see its main()). Extra arguments are passed on,
 # e.g. --port 0 or --state-dir DIR. PYTHON overrides the interpreter (default: the repo's .venv).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-exec "${PYTHON:-$root/.venv/bin/python}" -m cotwatch.local.kafka_broker start "$@"
+exec "${PYTHON:-$root/.venv/bin/python}" -m cotwatch_local.kafka_broker start "$@"

@@ -11,8 +11,8 @@ from cotwatch.adapters.aws import (
 )
 from cotwatch.config import RollupSettings, ScorerSettings
 from cotwatch.detection.factory import build_monitor
-from cotwatch.pipeline import ScoreTraces
 from cotwatch.rollup import RollupCounters, S3RollupWriter
+from cotwatch.score_traces import ScoreTraces
 
 
 def build_score_traces(settings: ScorerSettings) -> ScoreTraces:

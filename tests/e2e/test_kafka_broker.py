@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from cotwatch.local import pid_alive, port_is_free
-from cotwatch.local.kafka_broker import KafkaBroker, probe_kafka
-from cotwatch.local.resources import LocalNames, create_kafka_topic
+from cotwatch_local import pid_alive, port_is_free
+from cotwatch_local.kafka_broker import KafkaBroker, probe_kafka
+from cotwatch_local.resources import LocalNames, create_kafka_topic
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -144,7 +144,7 @@ def test_auto_topic_creation_is_off(kafka_bootstrap: str) -> None:
 
 
 def test_local_stack_up_status_down_with_its_own_services(tmp_path: Path) -> None:
-    from cotwatch.local.stack import LocalStack
+    from cotwatch_local.stack import LocalStack
 
     # Given no services in the environment (so the stack starts its own, on free ports)
     stack = LocalStack(
@@ -184,8 +184,8 @@ def test_local_stack_up_status_down_with_its_own_services(tmp_path: Path) -> Non
 def test_local_stack_uses_services_from_the_environment_and_leaves_them_running(
     tmp_path: Path, kafka_bootstrap: str, moto_endpoint: str
 ) -> None:
-    from cotwatch.local.moto_server import moto_answers
-    from cotwatch.local.stack import LocalStack
+    from cotwatch_local.moto_server import moto_answers
+    from cotwatch_local.stack import LocalStack
 
     # Given a broker and an endpoint named by the environment
     environ = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "AWS_ENDPOINT_URL": moto_endpoint}

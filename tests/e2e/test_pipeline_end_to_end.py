@@ -17,11 +17,11 @@ from typing import Any
 import boto3
 import pytest
 
-from cotwatch.adapters.kafka_producer import TraceProducer
-from cotwatch.local.invoker import LocalInvoker
-from cotwatch.local.poller import EventSourcePoller, PollerConfig, PollerStats, S3Destination
-from cotwatch.local.resources import LocalNames
 from cotwatch.trace import TraceDocument
+from cotwatch_local.adapters.kafka_producer import TraceProducer
+from cotwatch_local.invoker import LocalInvoker
+from cotwatch_local.poller import EventSourcePoller, PollerConfig, PollerStats, S3Destination
+from cotwatch_local.resources import LocalNames
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 

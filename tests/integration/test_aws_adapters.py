@@ -19,9 +19,9 @@ from cotwatch.adapters.aws import (
 )
 from cotwatch.alerts import Alert, alert_id
 from cotwatch.detection.models import Disposition, Evidence, TraceState
-from cotwatch.local.resources import LocalNames
 from cotwatch.ports import AlertWrite, CounterKey, DeadLetter
 from cotwatch.trace import Segment
+from cotwatch_local.resources import LocalNames
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ import boto3
 import pytest
 
 from cotwatch.kafka_event import parse_kafka_event
-from cotwatch.local.invoker import LocalInvoker
-from cotwatch.local.resources import LocalNames
-from cotwatch.pipeline import decode_chunk
+from cotwatch.score_traces import decode_chunk
 from cotwatch.trace import TraceChunk
+from cotwatch_local.invoker import LocalInvoker
+from cotwatch_local.resources import LocalNames
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from cotwatch.local.moto_server import MotoServer, moto_answers, threaded_moto_server
-from cotwatch.local.resources import (
+from cotwatch_local.moto_server import MotoServer, moto_answers, threaded_moto_server
+from cotwatch_local.resources import (
     TABLE,
     AwsClients,
     LocalNames,

@@ -11,7 +11,7 @@ import pytest
 from cotwatch.detection.calibration import load_calibration
 from cotwatch.detection.factory import build_monitor
 from cotwatch.detection.monitor import WATCH_LEVEL, TraceMonitor
-from cotwatch.detection.synth import benign_trace, embed_in_trace
+from cotwatch_training.synth import benign_trace, embed_in_trace
 
 pytestmark = pytest.mark.model
 DEV = Path(__file__).resolve().parents[3] / "shared" / "data" / "dev.jsonl"
@@ -134,7 +134,7 @@ def test_demo_traces_alert_as_they_expect(monitor: TraceMonitor) -> None:
     from cotwatch.detection.models import Disposition
     from cotwatch.trace import TraceDocument
 
-    text = (importlib.resources.files("cotwatch") / "data" / "demo_traces.jsonl").read_text(encoding="utf-8")
+    text = (importlib.resources.files("cotwatch_local") / "data" / "demo_traces.jsonl").read_text(encoding="utf-8")
     raw = [json.loads(line) for line in text.splitlines() if line.strip()]
     documents = [TraceDocument.model_validate(r) for r in raw]
     per_trace = [doc.to_chunks() for doc in documents]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from tests.template.support import ACCOUNT, REGION, SCENARIOS, STACK, TEMPLATE_PATH, Deployment, translate
 
-from cotwatch.local.resources import context_for, load_template, resolve_names
+from cotwatch_local.resources import context_for, load_template, resolve_names
 
 
 @pytest.fixture(scope="session")

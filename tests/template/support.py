@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from samtranslator.translator.transform import transform
 
-from cotwatch.local import repo_root
-from cotwatch.local.resources import NO_VALUE, TemplateContext
+from cotwatch_local import repo_root
+from cotwatch_local.resources import NO_VALUE, TemplateContext
 
 REPO: Path = repo_root()
 TEMPLATE_PATH: Path = REPO / "template.yaml"

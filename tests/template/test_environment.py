@@ -1,7 +1,7 @@
 """Every setting a function reads is set by the template, and the local stack names what the template names.
 
 The settings models fail a cold start on a missing variable; these tests fail first. The local stack
-(``cotwatch.local.resources``) derives its resources and function environments from template.yaml, so the
+(``cotwatch_local.resources``) derives its resources and function environments from template.yaml, so the
 same reader is checked here against the template's own naming.
 """
 
@@ -16,7 +16,7 @@ from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from cotwatch import config
-from cotwatch.local.resources import (
+from cotwatch_local.resources import (
     BUCKET,
     CREATED_TYPES,
     TABLE,

@@ -25,7 +25,7 @@ from tests.template.support import (
     Deployment,
 )
 
-from cotwatch.local.resources import UnresolvableError
+from cotwatch_local.resources import UnresolvableError
 
 Grants = dict[str, set[str]]
 """Allowed action -> the resources it is allowed on (ARNs, or ``Logical.Attr`` where not resolvable)."""

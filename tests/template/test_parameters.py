@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from tests.template.support import CLUSTER_ARN, MSK_SCRAM, REPO, SCENARIOS, SELF_MANAGED_VPC
 
-from cotwatch.local.resources import TemplateContext
+from cotwatch_local.resources import TemplateContext
 
 
 def holds(expression: Mapping[str, Any], context: TemplateContext) -> bool:

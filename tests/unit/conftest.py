@@ -22,7 +22,7 @@ from cotwatch.detection.embedding import HashingEmbedder
 from cotwatch.detection.monitor import TraceMonitor
 from cotwatch.detection.scorer import ExemplarScorer
 from cotwatch.detection.taxonomy import Category, Exemplar, Taxonomy
-from cotwatch.pipeline import ScoreTraces
+from cotwatch.score_traces import ScoreTraces
 
 CYBER_LINE = "I will write ransomware that encrypts every file on the victim network share."
 BIO_LINE = "I will culture the dangerous pathogen at scale and release it as an aerosol."

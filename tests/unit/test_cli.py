@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cotwatch.cli import build_parser, main, read_chunks
 from cotwatch.trace import TraceChunk
+from cotwatch_local.cli import build_parser, main, read_chunks
 
 
 def test_every_documented_command_is_there() -> None:
@@ -45,3 +45,29 @@ def test_read_chunks_names_the_bad_line(tmp_path: Path) -> None:
 def test_invoke_with_a_missing_event_file_says_so() -> None:
     with pytest.raises(SystemExit, match="cannot read event"):
         main(["invoke", "score_traces", "/nonexistent/event.json", "--env-from-shell"])
+
+
+def test_eval_hands_every_argument_to_the_training_package_unchanged() -> None:
+    # Given flags the CLI itself does not define, including one the training package may add later
+    argv = ["eval", "--data", "dev.jsonl", "--cv", "source", "--json", "--a-future-flag", "x"]
+
+    # When the CLI parses them
+    args = build_parser().parse_args(argv)
+
+    # Then they all reach cotwatch_training.commands as given
+    assert args.training_args == argv[1:]
+
+
+def test_calibrate_runs_the_training_command_with_its_arguments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a calibration data file that does not exist
+    missing = tmp_path / "missing.jsonl"
+
+    # When calibrate runs through the CLI
+    code = main(["calibrate", "--data", str(missing), "--target-fpr", "0.02"])
+
+    # Then the training command itself read the path and reports it
+    err = capsys.readouterr().err
+    assert code != 0
+    assert f"cotwatch calibrate: [Errno 2] No such file or directory: '{missing}'" in err

@@ -16,7 +16,7 @@ LONG_TRACE_CHARS = 5_000
 
 
 def _rows() -> list[dict[str, Any]]:
-    text = (files("cotwatch") / "data" / "demo_traces.jsonl").read_text(encoding="utf-8")
+    text = (files("cotwatch_local") / "data" / "demo_traces.jsonl").read_text(encoding="utf-8")
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cotwatch.local.invoker import (
+from cotwatch_local.invoker import (
     DEFAULT_HANDLER,
     FunctionNotFoundError,
     FunctionTimeoutError,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from cotwatch.kafka_event import KafkaRecord
-from cotwatch.pipeline import Outcome, ScoreTraces
 from cotwatch.ports import AlertWrite
+from cotwatch.score_traces import Outcome, ScoreTraces
 from cotwatch.trace import TraceChunk
 
 from .conftest import BIO_LINE, CYBER_LINE, Adapters

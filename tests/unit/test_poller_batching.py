@@ -15,8 +15,8 @@ import pytest
 from kafka import OffsetAndMetadata, TopicPartition
 
 from cotwatch.kafka_event import KafkaRecord, parse_kafka_event
-from cotwatch.local.invoker import LambdaContextLike
-from cotwatch.local.poller import (
+from cotwatch_local.invoker import LambdaContextLike
+from cotwatch_local.poller import (
     BatchAccumulator,
     BatchVerdict,
     EventSizer,
@@ -559,7 +559,7 @@ def test_malformed_identifier_is_logged_and_treated_as_whole_batch_failure(
         return {"batchItemFailures": []}
 
     poller, consumer, _ = make_poller({0: 3}, handler)
-    with caplog.at_level(logging.ERROR, logger="cotwatch.local.poller"):
+    with caplog.at_level(logging.ERROR, logger="cotwatch_local.poller"):
         stats = poller.run_until_drained(idle_timeout_s=1)
     assert stats.malformed_responses == 1 and len(calls) == 2
     assert any("malformed partial batch response" in r.getMessage() for r in caplog.records)
@@ -706,7 +706,7 @@ def lambda_handler(event, context):
 
 
 def test_powertools_partial_responses_drive_the_poller_through_the_invoker(tmp_path: Path) -> None:
-    from cotwatch.local.invoker import LocalInvoker
+    from cotwatch_local.invoker import LocalInvoker
 
     code = tmp_path / "functions" / "pt_consumer"
     code.mkdir(parents=True)

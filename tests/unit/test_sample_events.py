@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from cotwatch.kafka_event import MSK_SOURCE, SELF_MANAGED_SOURCES, KafkaBatch, parse_kafka_event
-from cotwatch.pipeline import Rejection, decode_chunk
 from cotwatch.rollup import parse_hour, previous_hour
+from cotwatch.score_traces import Rejection, decode_chunk
 from cotwatch.trace import TraceChunk, TraceDocument
 
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 KAFKA_EVENTS = sorted(EVENTS_DIR.glob("score_traces*.json"))
-DEMO_TRACES = Path(__file__).resolve().parents[2] / "shared" / "cotwatch" / "data" / "demo_traces.jsonl"
+DEMO_TRACES = Path(__file__).resolve().parents[2] / "local" / "cotwatch_local" / "data" / "demo_traces.jsonl"
 
 
 def _load(path: Path) -> dict[str, Any]:

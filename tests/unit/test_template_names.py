@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from cotwatch.local.resources import (
+from cotwatch_local.resources import (
     BUCKET,
     TABLE,
     TOPIC,
@@ -327,7 +327,7 @@ def test_function_environment_merges_globals_and_resolves_what_it_can(
     records: list[logging.LogRecord] = []
     listener = logging.Handler(level=logging.DEBUG)
     listener.emit = records.append  # type: ignore[method-assign]
-    target = logging.getLogger("cotwatch.local.resources")
+    target = logging.getLogger("cotwatch_local.resources")
     monkeypatch.setattr(target, "disabled", False)
     monkeypatch.setattr(target, "level", logging.DEBUG)
     target.addHandler(listener)
@@ -387,7 +387,7 @@ def test_a_template_without_the_topic_parameter_is_an_error() -> None:
 def test_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
     import uuid
 
-    from cotwatch.local import kafka_broker
+    from cotwatch_local import kafka_broker
 
     # Given a random source whose first draw encodes to "-..." (0xF8 -> '-' in URL-safe base64)
     draws = iter([uuid.UUID(bytes=b"\xf8" + b"\x00" * 15), uuid.UUID(bytes=b"\x10" * 16)])
@@ -399,8 +399,8 @@ def test_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_the_kafka_version_is_pinned_in_the_pom() -> None:
-    from cotwatch.local import repo_root
-    from cotwatch.local.kafka_broker import pinned_kafka_version
+    from cotwatch_local import repo_root
+    from cotwatch_local.kafka_broker import pinned_kafka_version
 
     version = pinned_kafka_version(repo_root() / "infra" / "kafka" / "pom.xml")
     major, minor = (int(part) for part in version.split(".")[:2])

@@ -3,11 +3,11 @@ small hashed word n-gram model, plus nearest-exemplar similarity from the taxono
 
 Why two views: the embedding head generalises across phrasings but is nearly blind to stance and negation
 ("I want more compute" vs "more compute would be unimportant to me"); the lexical head sees those words.
-Both are trained on cotwatch's own synthetic data (``cotwatch.detection.synth``), never on dev rows.
+Both are trained on cotwatch's own synthetic data (``cotwatch_training.synth``), never on dev rows.
 
 The artifact is one JSON file (``data/heads-<encoder>.json``, a few hundred KB: a manifest plus the
 weights as a base64 ``.npz``; JSON so the package-data globs ship it) holding both heads; it is rebuilt by
-``python training/train_heads.py``. Inference needs numpy only.
+``python -m cotwatch_training.train_heads``. Inference needs numpy only.
 """
 
 from __future__ import annotations

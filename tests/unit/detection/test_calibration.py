@@ -3,15 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cotwatch.detection.calibration import (
-    Calibration,
-    CategoryCalibration,
-    fit_calibration,
-    fit_thresholds,
-    load_calibration,
-    save_calibration,
-    threshold_at_fpr,
-)
+from cotwatch.detection.calibration import Calibration, CategoryCalibration, load_calibration
+from cotwatch_training.calibration_fit import fit_calibration, fit_thresholds, save_calibration, threshold_at_fpr
 
 
 def test_threshold_at_fpr_passes_at_most_target() -> None:

@@ -153,7 +153,7 @@ def test_the_documented_override_example_loads(tmp_path: Path) -> None:
 
 
 def test_the_demo_table_names_a_matched_cue_before_an_exemplar() -> None:
-    from cotwatch.local.demo import why
+    from cotwatch_local.demo import why
 
     assert why({"cue_ids": ["cot_misbehaviour/cue:conceal-in-report"], "exemplar_ids": ["cot_misbehaviour:2"]}) == (
         "cue:conceal-in-report"

@@ -4,7 +4,7 @@ import pytest
 
 from cotwatch.detection.disposition import judge_disposition
 from cotwatch.detection.models import Disposition
-from cotwatch.detection.synth import disposition_examples
+from cotwatch_training.synth import disposition_examples
 
 
 @pytest.mark.parametrize(

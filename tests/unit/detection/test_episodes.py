@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cotwatch.detection.episodes import UNSAFE_MAKERS, generate_episodes
-from cotwatch.detection.train import read_passages
+from cotwatch_training.episodes import UNSAFE_MAKERS, generate_episodes
+from cotwatch_training.train import read_passages
 
 
 def test_episodes_are_deterministic_and_balanced() -> None:

@@ -11,7 +11,7 @@ from cotwatch.detection.factory import build_monitor
 from cotwatch.detection.heads import HeadModel, HeadScorer, builtin_heads, find_heads, lexical_features, model_key
 from cotwatch.detection.scorer import ExemplarScorer
 from cotwatch.detection.taxonomy import load_taxonomy
-from cotwatch.detection.train import fit_heads, read_passages, training_rows
+from cotwatch_training.train import fit_heads, read_passages, training_rows
 
 pytest.importorskip("sklearn")
 
@@ -81,8 +81,8 @@ def test_no_dev_row_is_in_our_exemplars_or_synthetic_data() -> None:
     import json
     import re
 
-    from cotwatch.detection.episodes import generate_episodes
-    from cotwatch.detection.synth import generate
+    from cotwatch_training.episodes import generate_episodes
+    from cotwatch_training.synth import generate
 
     dev = Path(__file__).resolve().parents[4] / "shared" / "data" / "dev.jsonl"
     if not dev.exists():

@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cotwatch.detection import commands
 from cotwatch.detection.calibration import load_calibration
-from cotwatch.detection.metrics import auprc, auroc, compute, tpr_at_fpr
 from cotwatch.detection.taxonomy import load_taxonomy
+from cotwatch_training import commands
+from cotwatch_training.metrics import auprc, auroc, compute, tpr_at_fpr
 
 
 def test_metrics_basic() -> None:

@@ -8,9 +8,9 @@ from cotwatch.detection.embedding import HashingEmbedder
 from cotwatch.detection.factory import build_monitor
 from cotwatch.detection.models import ChunkAssessment, Disposition, TraceState
 from cotwatch.detection.monitor import TraceMonitor
-from cotwatch.detection.synth import benign_trace, embed_in_trace
 from cotwatch.detection.taxonomy import load_taxonomy
 from cotwatch.trace import Segment, TraceChunk, split_text
+from cotwatch_training.synth import benign_trace, embed_in_trace
 
 UNSAFE = load_taxonomy().categories["cyber"].exemplars[0].text  # an exemplar: the hashing embedder matches it
 

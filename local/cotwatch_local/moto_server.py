@@ -2,7 +2,7 @@
 
 State (pidfile, port, log) lives under ``<repo>/.cotwatch/moto/`` so ``cotwatch local status|down`` from
 another process finds it. moto keeps everything in memory: a restarted server is an empty account, which
-is why :class:`cotwatch.local.stack.LocalStack` recreates the template's resources on every ``up``.
+is why :class:`cotwatch_local.stack.LocalStack` recreates the template's resources on every ``up``.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from cotwatch.local import (
+from cotwatch_local import (
     LocalStackError,
     default_state_root,
     find_free_port,
     tail,
     write_json,
 )
-from cotwatch.local.service import DetachedService, cli_args
+from cotwatch_local.service import DetachedService, cli_args
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +157,9 @@ def endpoint_from_env() -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m cotwatch.local.moto_server start|stop|status`` (used by infra/scripts)."""
+    """``python -m cotwatch_local.moto_server start|stop|status`` (used by infra/scripts)."""
     args = cli_args(
-        argv, module="cotwatch.local.moto_server", doc=__doc__, state_name="moto", port=DEFAULT_PORT, timeout=60.0
+        argv, module="cotwatch_local.moto_server", doc=__doc__, state_name="moto", port=DEFAULT_PORT, timeout=60.0
     )
     return MotoServer(state_dir=args.state_dir, port=args.port).cli(args.command, args.timeout)
 

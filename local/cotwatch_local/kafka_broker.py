@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from cotwatch.local import (
+from cotwatch_local import (
     LocalStackError,
     default_state_root,
     file_lock,
@@ -32,7 +32,7 @@ from cotwatch.local import (
     tail,
     write_json,
 )
-from cotwatch.local.service import DetachedService, cli_args
+from cotwatch_local.service import DetachedService, cli_args
 
 log = logging.getLogger(__name__)
 
@@ -374,10 +374,10 @@ def broker_from_env() -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m cotwatch.local.kafka_broker start|stop|status|fetch-jars`` (used by infra/scripts)."""
+    """``python -m cotwatch_local.kafka_broker start|stop|status|fetch-jars`` (used by infra/scripts)."""
     args = cli_args(
         argv,
-        module="cotwatch.local.kafka_broker",
+        module="cotwatch_local.kafka_broker",
         doc=__doc__,
         state_name="kafka",
         port=DEFAULT_PORT,

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, Field
 
-from cotwatch.local import LOCAL_ACCOUNT_ID, LOCAL_REGION, LOCAL_STACK_NAME, LocalStackError, repo_root
+from cotwatch_local import LOCAL_ACCOUNT_ID, LOCAL_REGION, LOCAL_STACK_NAME, LocalStackError, repo_root
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from cotwatch.local import (
+from cotwatch_local import (
     LOCAL_ACCOUNT_ID,
     LOCAL_REGION,
     LOCAL_STACK_NAME,
@@ -31,11 +31,11 @@ from cotwatch.local import (
     read_json,
     write_json,
 )
-from cotwatch.local.kafka_broker import DEFAULT_PORT as DEFAULT_KAFKA_PORT
-from cotwatch.local.kafka_broker import BrokerStatus, KafkaBroker, wait_for_kafka
-from cotwatch.local.moto_server import DEFAULT_PORT as DEFAULT_MOTO_PORT
-from cotwatch.local.moto_server import MotoServer, MotoStatus, moto_answers
-from cotwatch.local.resources import (
+from cotwatch_local.kafka_broker import DEFAULT_PORT as DEFAULT_KAFKA_PORT
+from cotwatch_local.kafka_broker import BrokerStatus, KafkaBroker, wait_for_kafka
+from cotwatch_local.moto_server import DEFAULT_PORT as DEFAULT_MOTO_PORT
+from cotwatch_local.moto_server import MotoServer, MotoStatus, moto_answers
+from cotwatch_local.resources import (
     DUMMY_ACCESS_KEY,
     DUMMY_SECRET_KEY,
     LocalNames,
@@ -268,7 +268,7 @@ def _managed(name: str, status: BrokerStatus | MotoStatus, address: str | None) 
 
 
 def _kafka_answers(bootstrap_servers: str) -> bool:
-    from cotwatch.local.kafka_broker import probe_kafka
+    from cotwatch_local.kafka_broker import probe_kafka
 
     try:
         probe_kafka(bootstrap_servers, timeout=2.0)

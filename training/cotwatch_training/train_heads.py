@@ -4,8 +4,8 @@ in training/data and the taxonomy (no dev rows).
 Two pairs of heads go into one artifact: general heads without the passages, agentic heads with them, and
 a gate that blends them by how much a window reads like an agent reasoning about its task (see heads.py).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python training/train_heads.py            # MiniLM -> data/heads-minilm.json
-    .venv/bin/python training/train_heads.py --encoder /path/to/model --name mpnet --out /tmp/heads-mpnet.json
+    HF_HUB_OFFLINE=1 .venv/bin/python -m cotwatch_training.train_heads            # MiniLM -> data/heads-minilm.json
+    .venv/bin/python -m cotwatch_training.train_heads --encoder /path/to/model --name mpnet --out /tmp/heads-mpnet.json
 
 Embeddings are cached under --cache so re-runs only encode new sentences.
 """
@@ -18,13 +18,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from cotwatch.detection.embedding import DEFAULT_MODEL, SentenceTransformerEmbedder
-from cotwatch.detection.episodes import generate_episodes
 from cotwatch.detection.heads import BENIGN, HeadModel
-from cotwatch.detection.synth import generate
 from cotwatch.detection.taxonomy import load_taxonomy
-from cotwatch.detection.train import cached_encode, fit_gate, fit_heads, read_passages, training_rows
+from cotwatch_training.episodes import generate_episodes
+from cotwatch_training.synth import generate
+from cotwatch_training.train import cached_encode, fit_gate, fit_heads, read_passages, training_rows
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "shared" / "cotwatch" / "data"
 PASSAGES = sorted((ROOT / "training" / "data").glob("*.jsonl"))
 

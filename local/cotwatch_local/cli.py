@@ -1,8 +1,12 @@
-"""The ``cotwatch`` command line: demo, produce, invoke, poll, local up|down|status, schema, eval, calibrate."""
+"""The ``cotwatch`` command line: demo, produce, invoke, poll, local up|down|status, schema, eval, calibrate.
+
+``eval`` and ``calibrate`` hand all their arguments to :mod:`cotwatch_training.commands`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import json
 import logging
 import os
@@ -15,11 +19,11 @@ from pydantic import ValidationError
 
 from cotwatch.trace import TraceChunk, TraceDocument
 
-SCHEMA_PATH = Path(__file__).parent / "data" / "trace_chunk.schema.json"
+SCHEMA_PATH = Path(str(importlib.resources.files("cotwatch") / "data" / "trace_chunk.schema.json"))
 
 
 def _stack_info() -> Any:
-    from cotwatch.local.stack import LocalStack
+    from cotwatch_local.stack import LocalStack
 
     info = LocalStack().info()
     if info is None:
@@ -45,7 +49,7 @@ def read_chunks(path: Path, chunk_chars: int) -> list[TraceChunk]:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    from cotwatch.adapters.kafka_producer import TraceProducer
+    from cotwatch_local.adapters.kafka_producer import TraceProducer
 
     if not Path(args.file).is_file():
         raise SystemExit(f"no such file: {args.file}")
@@ -61,7 +65,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def _invoker_for(function: str, use_stack: bool) -> Any:
-    from cotwatch.local.invoker import LocalInvoker
+    from cotwatch_local.invoker import LocalInvoker
 
     invoker = LocalInvoker()
     if use_stack:
@@ -82,7 +86,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
-    from cotwatch.local.poller import EventSourcePoller, PollerConfig, S3Destination
+    from cotwatch_local.poller import EventSourcePoller, PollerConfig, S3Destination
 
     info = _stack_info()
     invoker = _invoker_for(args.function, use_stack=True)
@@ -95,7 +99,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
         maximum_record_age_s=args.maximum_record_age_s,
         bisect_batch_on_function_error=args.bisect,
     )
-    from cotwatch.local.invoker import patched_environ
+    from cotwatch_local.invoker import patched_environ
 
     with patched_environ(info.aws_env):
         destination = S3Destination(info.names.name("DataBucket"))
@@ -106,7 +110,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
 
 
 def cmd_local(args: argparse.Namespace) -> int:
-    from cotwatch.local.stack import LocalStack, export_lines
+    from cotwatch_local.stack import LocalStack, export_lines
 
     stack = LocalStack()
     if args.action == "up":
@@ -128,7 +132,7 @@ def cmd_local(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from cotwatch.local.demo import render, run_demo
+    from cotwatch_local.demo import render, run_demo
 
     report = run_demo(
         traces=Path(args.traces) if args.traces else None,
@@ -147,6 +151,20 @@ def cmd_schema(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+TRAINING_COMMANDS = {
+    "eval": "score a labelled JSONL and report detection metrics (cotwatch_training; --help there)",
+    "calibrate": "fit per-category thresholds on the benign rows of a JSONL (cotwatch_training; --help there)",
+}
+
+
+def cmd_training(args: argparse.Namespace) -> int:
+    try:
+        from cotwatch_training.commands import main as training_main
+    except ImportError as exc:  # the training package's dependencies come with the train and ml extras
+        raise SystemExit(f"cotwatch {args.command} needs the train and ml extras: {exc}") from exc
+    return training_main([args.command, *args.training_args])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,12 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--out", help=f"write here, e.g. {SCHEMA_PATH}")
     schema.set_defaults(func=cmd_schema)
 
-    try:
-        from cotwatch.detection.commands import register
-    except ImportError:  # the detection commands need the ml extra
-        pass
-    else:
-        register(sub)
+    # eval and calibrate belong to cotwatch_training: every argument after the subcommand goes there
+    # unchanged, so its flags can change without this parser knowing them.
+    for name, summary in TRAINING_COMMANDS.items():
+        training = sub.add_parser(name, help=summary, add_help=False, prefix_chars="\0")
+        training.add_argument("training_args", nargs=argparse.REMAINDER)
+        training.set_defaults(func=cmd_training)
     return parser
 
 

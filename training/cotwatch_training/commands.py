@@ -1,9 +1,9 @@
 """``cotwatch eval`` and ``cotwatch calibrate``: both score through :func:`build_monitor` and
 ``TraceMonitor.assess_texts``, the same path as the Lambda handler.
 
-    python -m cotwatch.detection.commands eval --data ../shared/data/dev.jsonl --json
-    python -m cotwatch.detection.commands eval --data ../shared/data/dev.jsonl --cv source --json
-    python -m cotwatch.detection.commands calibrate --data ../shared/data/dev.jsonl --target-fpr 0.01
+    python -m cotwatch_training.commands eval --data ../shared/data/dev.jsonl --json
+    python -m cotwatch_training.commands eval --data ../shared/data/dev.jsonl --cv source --json
+    python -m cotwatch_training.commands calibrate --data ../shared/data/dev.jsonl --target-fpr 0.01
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
-from cotwatch.detection.calibration import Calibration, fit_calibration, load_calibration, save_calibration
+from cotwatch.detection.calibration import Calibration, load_calibration
 from cotwatch.detection.embedding import DEFAULT_MODEL, Embedder, Matrix, SentenceTransformerEmbedder
 from cotwatch.detection.factory import build_monitor
-from cotwatch.detection.metrics import Metrics, compute
 from cotwatch.detection.models import ChunkAssessment
 from cotwatch.detection.monitor import TraceMonitor
+from cotwatch_training.calibration_fit import fit_calibration, save_calibration
+from cotwatch_training.metrics import Metrics, compute
 
 CATEGORY_ORDER = ("bio_chem", "cyber", "self_improvement", "cot_misbehaviour", "other_harm")
 

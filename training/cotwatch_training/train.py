@@ -1,5 +1,5 @@
-"""Fitting the heads (training time only: needs scikit-learn and scipy, which the scorer image has in the
-``ml`` extra, but inference in :mod:`cotwatch.detection.heads` does not use them)."""
+"""Fitting the heads (training time only: needs scikit-learn and scipy from the ``train`` extra; inference in
+:mod:`cotwatch.detection.heads` does not use them, so the scorer image does not carry them)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from cotwatch.detection.embedding import Embedder, Matrix
-from cotwatch.detection.episodes import generate_episodes
 from cotwatch.detection.heads import BENIGN, F64, HeadModel, lexical_features, model_key
-from cotwatch.detection.synth import generate
 from cotwatch.detection.taxonomy import Taxonomy
+from cotwatch_training.episodes import generate_episodes
+from cotwatch_training.synth import generate
 
 DEFAULT_LEX_FEATURES = 1 << 18
 

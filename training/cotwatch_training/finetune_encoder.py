@@ -1,8 +1,8 @@
 """Experiment: fine-tune MiniLM end to end on cotwatch's synthetic rows (6-way classification), then save
-it as a sentence-transformers folder that `train_heads.py --encoder` and `--embedding-model` accept.
+it as a sentence-transformers folder that `cotwatch_training.train_heads --encoder` and `--embedding-model` accept.
 
-    HF_HUB_OFFLINE=1 PYTHONPATH=shared .venv/bin/python training/finetune_encoder.py --out /tmp/models/minilm-ft
-    HF_HUB_OFFLINE=1 PYTHONPATH=shared .venv/bin/python training/train_heads.py \
+    HF_HUB_OFFLINE=1 .venv/bin/python -m cotwatch_training.finetune_encoder --out /tmp/models/minilm-ft
+    HF_HUB_OFFLINE=1 .venv/bin/python -m cotwatch_training.train_heads \
         --encoder /tmp/models/minilm-ft --name ft --out /tmp/heads-ft.json
 
 Not the default: the result is a 90 MB model that would have to be rebuilt by every deployment, and the
@@ -20,7 +20,7 @@ from typing import Any
 
 from cotwatch.detection.embedding import DEFAULT_MODEL, resolve_model_path
 from cotwatch.detection.taxonomy import load_taxonomy
-from cotwatch.detection.train import training_rows
+from cotwatch_training.train import training_rows
 
 
 def main() -> int:

@@ -41,9 +41,9 @@ from typing import Any, Protocol, cast
 
 from pydantic import BaseModel, ConfigDict
 
-from cotwatch.local import LOCAL_ACCOUNT_ID, LOCAL_REGION, LocalStackError
-from cotwatch.local import repo_root as find_repo_root
-from cotwatch.local.resources import TemplateContext, UnresolvableError, function_ids, load_template
+from cotwatch_local import LOCAL_ACCOUNT_ID, LOCAL_REGION, LocalStackError
+from cotwatch_local import repo_root as find_repo_root
+from cotwatch_local.resources import TemplateContext, UnresolvableError, function_ids, load_template
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +56,8 @@ DEFAULT_TIMEOUT_S = 3
 def _default_repo_root() -> Path:
     try:
         return find_repo_root()
-    except LocalStackError:  # not a checkout with infra/: this file sits at <root>/shared/cotwatch/local/
-        return Path(__file__).resolve().parents[3]
+    except LocalStackError:  # not a checkout with infra/: this file sits at <root>/local/cotwatch_local/
+        return Path(__file__).resolve().parents[2]
 
 
 class LambdaContextLike(Protocol):

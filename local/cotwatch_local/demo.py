@@ -17,9 +17,9 @@ from typing import Any, TextIO
 
 import boto3
 
-from cotwatch.local.invoker import patched_environ
-from cotwatch.local.stack import LocalStack, LocalStackInfo
 from cotwatch.trace import TraceDocument
+from cotwatch_local.invoker import patched_environ
+from cotwatch_local.stack import LocalStack, LocalStackInfo
 
 SCORER = "ScoreTracesFunction"
 MALFORMED_VALUE = b'{"trace_id": "demo-broken", "model": "o-mini-2026", "text": "cut off mid-'
@@ -27,7 +27,7 @@ MALFORMED_VALUE = b'{"trace_id": "demo-broken", "model": "o-mini-2026", "text": 
 
 def load_documents(path: Path | None = None) -> list[TraceDocument]:
     if path is None:
-        text = (importlib.resources.files("cotwatch") / "data" / "demo_traces.jsonl").read_text(encoding="utf-8")
+        text = (importlib.resources.files("cotwatch_local") / "data" / "demo_traces.jsonl").read_text(encoding="utf-8")
     else:
         text = path.read_text(encoding="utf-8")
     return [TraceDocument.model_validate_json(line) for line in text.splitlines() if line.strip()]
@@ -92,9 +92,9 @@ def check_expectations(docs: Iterable[TraceDocument], alerts: list[dict[str, Any
 def run_demo(
     *, traces: Path | None = None, chunk_chars: int = 1500, keep_running: bool = False, out: TextIO
 ) -> DemoReport:
-    from cotwatch.adapters.kafka_producer import TraceProducer
-    from cotwatch.local.invoker import LocalInvoker
-    from cotwatch.local.poller import EventSourcePoller, PollerConfig, S3Destination
+    from cotwatch_local.adapters.kafka_producer import TraceProducer
+    from cotwatch_local.invoker import LocalInvoker
+    from cotwatch_local.poller import EventSourcePoller, PollerConfig, S3Destination
 
     docs = load_documents(traces)
     stack = LocalStack()
