@@ -111,7 +111,6 @@ def record_messages(writer: TraceWriter, messages: Iterable[object]) -> int:
                     _field(function, "arguments"),
                     call_id=_field(call, "id"),
                 )
-            writer.flush()
             recorded += 1
         elif role == "tool":
             content = _field(message, "content")

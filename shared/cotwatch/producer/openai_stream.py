@@ -110,7 +110,7 @@ class ResponseEventReader:
             return [Op("reasoning", "\n\n")]  # summary parts are paragraphs
         if kind in ("response.output_text.delta", "response.refusal.delta"):
             return [Op("answer", _text(getattr(event, "delta", None)))]
-        item = getattr(event, "item", None)
+        item: Any = getattr(event, "item", None)
         if kind == "response.output_item.added" and getattr(item, "type", None) == "function_call":
             self._calls[str(item.id)] = _ToolCallParts(call_id=getattr(item, "call_id", None), name=item.name)
         elif kind == "response.function_call_arguments.delta":

@@ -60,16 +60,20 @@ class ChunkPolicy:
             raise ValueError("max_delay_s must be positive")
 
 
+def _boundaries(window: str) -> tuple[int, int]:
+    """End offsets of the last paragraph break and of the last sentence or line end in ``window`` (0: none)."""
+    paragraph = max((m.end() for m in _PARAGRAPH.finditer(window)), default=0)
+    sentence = max((m.end() for m in _SENTENCE_END.finditer(window)), default=0)
+    return paragraph, max(sentence, window.rfind("\n") + 1)
+
+
 def last_boundary(text: str, limit: int, *, prefer_paragraph_from: int = 0) -> int:
     """End offset of the best cut in ``text[:limit]``: a paragraph break at or after ``prefer_paragraph_from``,
     else the last sentence or line end; 0 when there is none."""
-    window = text[:limit]
-    paragraph = max((m.end() for m in _PARAGRAPH.finditer(window)), default=0)
+    paragraph, sentence = _boundaries(text[:limit])
     if paragraph and paragraph >= prefer_paragraph_from:
         return paragraph
-    sentence = max((m.end() for m in _SENTENCE_END.finditer(window)), default=0)
-    line = window.rfind("\n") + 1
-    return max(paragraph, sentence, line)
+    return max(paragraph, sentence)
 
 
 def _hard_cut(text: str, limit: int) -> int:
@@ -176,13 +180,17 @@ class TraceChunker:
         return ready
 
     def _size_cut(self) -> int:
-        policy = self.policy
-        cut = last_boundary(self._buffer, policy.max_chars, prefer_paragraph_from=policy.target_chars // 2)
-        if cut:
-            return cut
-        if len(self._buffer) >= policy.max_chars:
-            return _hard_cut(self._buffer, policy.max_chars)
-        return 0
+        """Where to cut by size: a paragraph break past half the target, a sentence end past the target, or,
+        once the buffer is at the maximum, the best cut there is; 0 means wait for more text."""
+        policy, buffer = self.policy, self._buffer
+        paragraph, sentence = _boundaries(buffer[: policy.max_chars])
+        if paragraph >= policy.target_chars // 2 and paragraph:
+            return paragraph
+        if sentence >= policy.target_chars:
+            return sentence
+        if len(buffer) < policy.max_chars:
+            return 0
+        return max(paragraph, sentence) or _hard_cut(buffer, policy.max_chars)
 
     def _drain_oversize(self) -> list[TraceChunk]:
         ready: list[TraceChunk] = []
