@@ -1,37 +1,12 @@
 """rollup_counters: every hour, copy the last complete hour of counters from DynamoDB to S3 for Athena.
 
-Invoked by an EventBridge schedule (rolls up the hour before the event's ``time``) or by hand with
-``{"hour": "2026-11-26T15"}`` to backfill.
+Wiring only: the use case is ``cotwatch.rollup``, the handler ``cotwatch.handlers.rollup_counters``.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
-from cotwatch import observability as obs
 from cotwatch.config import RollupSettings
-from cotwatch.rollup import parse_hour, previous_hour
+from cotwatch.handlers.rollup_counters import make_handler
 from cotwatch.wiring import build_rollup
 
-logger = Logger(service=obs.SERVICE)
-metrics = Metrics(namespace=obs.NAMESPACE, service=obs.SERVICE)
-rollup = build_rollup(RollupSettings())
-
-
-@logger.inject_lambda_context
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if event.get("hour"):
-        hour = parse_hour(str(event["hour"]))
-    else:
-        when = event.get("time")
-        hour = previous_hour(datetime.fromisoformat(when.replace("Z", "+00:00")) if when else datetime.now(UTC))
-    location, rows = rollup.run(hour)
-    metrics.add_metric(name=obs.ROLLUP_ROWS_WRITTEN, unit=MetricUnit.Count, value=rows)
-    logger.info("rolled up counters", extra={"hour": hour, "rows": rows, "location": location})
-    return {"hour": hour, "rows": rows, "location": location}
+lambda_handler = make_handler(build_rollup(RollupSettings()))

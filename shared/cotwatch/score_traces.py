@@ -1,28 +1,31 @@
-"""The scorer's use case: Kafka records in, alerts, counters and dead letters out.
+"""The scorer's use case: one Kafka batch in, alerts, counters and dead letters out, and a report of it.
 
-It runs in two phases so a batch can be embedded in one call yet reported record by record:
-``prepare`` decodes every record and assesses all valid chunks together; ``apply`` then performs one
-record's side effects. Every effect is idempotent, so Lambda's at-least-once redelivery is harmless:
-alerts have deterministic ids and conditional writes, counters ride in one transaction with a
-processed marker, dead letters have deterministic keys.
+``process_batch`` decodes every record, reads the batch's trace states once and assesses all valid chunks
+in one embedding call, then performs each record's side effects in order. A record whose effects fail
+(publisher down, table throttled, dead-letter sink failing) is reported failed and the rest go on; a failure
+that concerns the whole batch (reading trace state, assessing) propagates, so Lambda retries the batch.
+Every effect is idempotent, so redelivery is harmless: alerts have deterministic ids and conditional
+writes, counters ride in one transaction with a processed marker, dead letters have deterministic keys.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import ValidationError
 
 from cotwatch.alerts import Alert
 from cotwatch.detection.models import ChunkAssessment, TraceState
 from cotwatch.detection.monitor import TraceMonitor
-from cotwatch.kafka_event import KafkaRecord
+from cotwatch.kafka_event import KafkaBatch, KafkaRecord
 from cotwatch.ports import (
     AlertPublisher,
     AlertStore,
@@ -35,10 +38,13 @@ from cotwatch.ports import (
 )
 from cotwatch.trace import TraceChunk
 
+logger = logging.getLogger(__name__)
+
 
 class Outcome(StrEnum):
     SCORED = "scored"
     DEAD_LETTERED = "dead_lettered"
+    FAILED = "failed"  # its effects raised: reported to Lambda, which redelivers it
 
 
 @dataclass(frozen=True)
@@ -48,24 +54,67 @@ class Rejection:
 
 
 @dataclass
-class RecordResult:
-    """What ``apply`` did for one record (the handler turns these into logs and metrics)."""
+class RecordReport:
+    """Everything about one record of the batch: what it decoded to, what detection said, what was done."""
 
-    outcome: Outcome
+    record: KafkaRecord
+    decoded: TraceChunk | Rejection
+    assessment: ChunkAssessment | None = None
+    state: TraceState | None = None  # the trace's state after this chunk
+    prior_peak: dict[str, float] = field(default_factory=dict)  # the trace's peaks before this chunk
+    outcome: Outcome | None = None
     alerts_created: int = 0
     alerts_escalated: int = 0
     notifications: int = 0
     counted: bool = False
     dead_letter_location: str | None = None
+    error: str | None = None
+
+    @property
+    def windows_scored(self) -> int:
+        return self.assessment.windows if self.assessment is not None else 0
 
 
-@dataclass
-class PreparedBatch:
-    chunks: dict[str, TraceChunk] = field(default_factory=dict)
-    assessments: dict[str, ChunkAssessment] = field(default_factory=dict)
-    states: dict[str, TraceState] = field(default_factory=dict)
-    prior_peaks: dict[str, dict[str, float]] = field(default_factory=dict)
-    rejections: dict[str, Rejection] = field(default_factory=dict)
+@dataclass(frozen=True)
+class BatchReport:
+    """What ``process_batch`` did, record by record in batch order (the handler's metrics and answer)."""
+
+    records: tuple[RecordReport, ...]
+
+    def _count(self, outcome: Outcome) -> int:
+        return sum(r.outcome is outcome for r in self.records)
+
+    @property
+    def received(self) -> int:
+        return len(self.records)
+
+    @property
+    def scored(self) -> int:
+        return self._count(Outcome.SCORED)
+
+    @property
+    def dead_lettered(self) -> int:
+        return self._count(Outcome.DEAD_LETTERED)
+
+    @property
+    def failed(self) -> list[RecordReport]:
+        return [r for r in self.records if r.outcome is Outcome.FAILED]
+
+    @property
+    def windows_scored(self) -> int:
+        return sum(r.windows_scored for r in self.records if r.outcome is Outcome.SCORED)
+
+    @property
+    def alerts_raised(self) -> int:
+        return sum(r.alerts_created for r in self.records)
+
+    @property
+    def alerts_escalated(self) -> int:
+        return sum(r.alerts_escalated for r in self.records)
+
+    def batch_item_failures(self) -> list[dict[str, Any]]:
+        """Lambda's Kafka partial batch response entries: the failed records' own coordinates."""
+        return [{"itemIdentifier": r.record.batch_item_identifier()} for r in self.failed]
 
 
 def decode_chunk(record: KafkaRecord) -> TraceChunk | Rejection:
@@ -112,51 +161,54 @@ class ScoreTraces:
         self._dead_letters = dead_letters
         self._clock = clock
 
-    def prepare(self, records: Sequence[KafkaRecord]) -> PreparedBatch:
-        batch = PreparedBatch()
-        for record in records:
-            decoded = decode_chunk(record)
-            if isinstance(decoded, Rejection):
-                batch.rejections[record.record_id] = decoded
-            else:
-                batch.chunks[record.record_id] = decoded
-        # Per trace in chunk order; traces themselves in first-seen order.
-        ordered = sorted(batch.chunks.items(), key=lambda kv: (kv[1].trace_key, kv[1].seq))
-        prior = self._states.get_many({c.trace_key for _, c in ordered})
-        results = self._monitor.assess_batch([c for _, c in ordered], prior)
-        running = dict(prior)
-        for (record_id, chunk), result in zip(ordered, results, strict=True):
-            before = running.get(chunk.trace_key)
-            batch.prior_peaks[record_id] = dict(before.peak) if before else {}
-            running[chunk.trace_key] = result.state
-            batch.assessments[record_id] = result.assessment
-            batch.states[record_id] = result.state
-        return batch
+    def process_batch(self, batch: KafkaBatch) -> BatchReport:
+        reports = [RecordReport(record=r, decoded=decode_chunk(r)) for r in batch.records]
+        self._assess(reports)
+        for report in reports:
+            try:
+                if isinstance(report.decoded, Rejection):
+                    self._dead_letter(report, report.decoded)
+                else:
+                    self._apply(report, report.decoded)
+            except Exception as exc:  # one record's effects failed: Lambda redelivers it, the rest go on
+                logger.exception("record %s failed", report.record.record_id)
+                report.outcome, report.error = Outcome.FAILED, f"{type(exc).__name__}: {exc}"
+        return BatchReport(records=tuple(reports))
 
-    def apply(self, batch: PreparedBatch, record: KafkaRecord) -> RecordResult:
-        rejection = batch.rejections.get(record.record_id)
-        if rejection is not None:
-            return self._dead_letter(record, rejection)
-        chunk = batch.chunks[record.record_id]
-        assessment = batch.assessments[record.record_id]
-        result = RecordResult(outcome=Outcome.SCORED)
-        for finding in assessment.flagged:
-            alert = Alert.from_finding(chunk, assessment, finding, source=record.record_id)
+    def _assess(self, reports: list[RecordReport]) -> None:
+        """All valid chunks in one call, per trace in chunk order; a failure here fails the whole batch."""
+        valid = [(r, r.decoded) for r in reports if isinstance(r.decoded, TraceChunk)]
+        valid.sort(key=lambda pair: (pair[1].trace_key, pair[1].seq))
+        prior = self._states.get_many({chunk.trace_key for _, chunk in valid})
+        results = self._monitor.assess_batch([chunk for _, chunk in valid], prior)
+        running = dict(prior)
+        for (report, chunk), result in zip(valid, results, strict=True):
+            before = running.get(chunk.trace_key)
+            report.prior_peak = dict(before.peak) if before else {}
+            running[chunk.trace_key] = result.state
+            report.assessment = result.assessment
+            report.state = result.state
+
+    def _apply(self, report: RecordReport, chunk: TraceChunk) -> None:
+        if report.assessment is None or report.state is None:
+            raise RuntimeError(f"chunk of {report.record.record_id} was not assessed")
+        for finding in report.assessment.flagged:
+            alert = Alert.from_finding(chunk, report.assessment, finding, source=report.record.record_id)
             stored = self._alerts.save(alert)
             if stored.write == AlertWrite.CREATED:
-                result.alerts_created += 1
+                report.alerts_created += 1
             elif stored.write == AlertWrite.ESCALATED:
-                result.alerts_escalated += 1
+                report.alerts_escalated += 1
             if stored.needs_notify:
                 self._publisher.publish(alert, stored.write)
                 self._alerts.mark_notified(alert)
-                result.notifications += 1
+                report.notifications += 1
         # Counters before state: a retry after a crash in between still derives the same increments.
-        result.counted = self._counters.apply_once(
-            record.record_id, self._increments(chunk, assessment, batch.prior_peaks[record.record_id])
+        report.counted = self._counters.apply_once(
+            report.record.record_id, self._increments(chunk, report.assessment, report.prior_peak)
         )
-        self._states.put(batch.states[record.record_id])
-        return result
+        self._states.put(report.state)
+        report.outcome = Outcome.SCORED
 
     def _increments(
         self, chunk: TraceChunk, assessment: ChunkAssessment, prior_peak: dict[str, float]
@@ -177,7 +229,8 @@ class ScoreTraces:
                 counts[key("flagged_traces", finding.category)] += 1
         return counts
 
-    def _dead_letter(self, record: KafkaRecord, rejection: Rejection) -> RecordResult:
+    def _dead_letter(self, report: RecordReport, rejection: Rejection) -> None:
+        record = report.record
         now = self._clock()
         letter = DeadLetter(
             reason=rejection.reason,
@@ -191,9 +244,9 @@ class ScoreTraces:
             headers=[(k, base64.b64encode(v).decode()) for k, v in record.headers],
             dead_lettered_at=now,
         )
-        location = self._dead_letters.write(letter)
-        counted = self._counters.apply_once(
+        report.dead_letter_location = self._dead_letters.write(letter)
+        report.counted = self._counters.apply_once(
             record.record_id,
             {CounterKey(hour=CounterKey.hour_of(now), tenant="-", model="-", metric="dead_letters"): 1},
         )
-        return RecordResult(outcome=Outcome.DEAD_LETTERED, counted=counted, dead_letter_location=location)
+        report.outcome = Outcome.DEAD_LETTERED

@@ -1,10 +1,10 @@
-"""The scorer use case over in-memory adapters: alerts, counters, state and dead letters, under redelivery."""
+"""The scorer use case (``ScoreTraces.process_batch``) over in-memory adapters: alerts, counters, state and dead letters, under redelivery."""
 
 from __future__ import annotations
 
 import json
 
-from cotwatch.kafka_event import KafkaRecord
+from cotwatch.kafka_event import KafkaBatch, KafkaRecord
 from cotwatch.ports import AlertWrite
 from cotwatch.score_traces import Outcome, ScoreTraces
 from cotwatch.trace import TraceChunk
@@ -27,9 +27,10 @@ def _chunk(text: str, trace_id: str = "t-1", seq: int = 0, tenant: str = "defaul
     return TraceChunk(trace_id=trace_id, seq=seq, model="m", tenant=tenant, text=text)
 
 
-def _run(use_case: ScoreTraces, records: list[KafkaRecord]) -> list[Outcome]:
-    prepared = use_case.prepare(records)
-    return [use_case.apply(prepared, r).outcome for r in records]
+def _run(use_case: ScoreTraces, records: list[KafkaRecord]) -> list[Outcome | None]:
+    report = use_case.process_batch(KafkaBatch(event_source="SelfManagedKafka", records=records))
+    assert [r.record for r in report.records] == records  # the report keeps the batch's order
+    return [r.outcome for r in report.records]
 
 
 def test_unsafe_chunk_raises_one_alert_and_publishes_it(use_case: ScoreTraces, adapters: Adapters) -> None:
