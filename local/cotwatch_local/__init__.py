@@ -9,14 +9,13 @@ Modules:
   topics and the Kafka topic; resolves a function's environment to local names.
 - :mod:`cotwatch_local.stack` -- :class:`LocalStack` (``cotwatch local up|down|status``).
 
-This module holds the small process and path helpers the others share. It imports only the standard
-library so that importing :mod:`cotwatch_local.resources` never needs kafka-python or moto.
+This module holds the small process and path helpers the others share (psutil for processes, filelock
+for locks), never kafka-python or moto, so that importing :mod:`cotwatch_local.resources` never needs them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -25,6 +24,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import filelock
+import psutil
 
 __all__ = [
     "LOCAL_ACCOUNT_ID",
@@ -96,84 +98,65 @@ def find_free_port(preferred: int | None = None, host: str = "127.0.0.1", avoid:
     raise LocalStackError("no free TCP port on loopback")
 
 
-def _proc_state(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name may hold spaces and parentheses; the state follows the last ')'.
-    return stat.rsplit(")", 1)[1].split()[0]
-
-
 def pid_alive(pid: int, cmdline_marker: str | None = None) -> bool:
     """Whether ``pid`` runs and is not a zombie; with ``cmdline_marker``, also that its command line
     contains it (a pidfile can outlive its process and the pid be reused by another program)."""
     if pid <= 0:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return cmdline_marker is None or cmdline_marker in " ".join(process.cmdline())
+    except psutil.NoSuchProcess:  # ZombieProcess included
         return False
-    except PermissionError:
-        pass
-    if _proc_state(pid) == "Z":
-        return False
-    if cmdline_marker is not None:
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            return True  # no /proc: trust kill(0)
-        return cmdline_marker in cmdline
-    return True
+    except psutil.AccessDenied:
+        return True  # another user's process: it exists, its command line is not ours to read
 
 
 def terminate_pid(pid: int, *, timeout: float = 20.0, kill_timeout: float = 5.0) -> bool:
     """SIGTERM, wait up to ``timeout``, then SIGKILL. The process runs in its own session, so the whole
     process group is signalled. True when it is gone."""
-
-    def signal_group(sig: signal.Signals) -> None:
+    try:
+        process = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return True
+    for sig, limit in ((signal.SIGTERM, timeout), (signal.SIGKILL, kill_timeout)):
+        if _exited(process, 0.0):
+            return True
         try:
             os.killpg(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):  # not a group leader: signal the process alone
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(sig)
+        if _exited(process, limit):
+            return True
+    return False
 
-    def wait_gone(limit: float) -> bool:
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            _reap(pid)
-            if not pid_alive(pid):
+
+def _exited(process: psutil.Process, limit: float) -> bool:
+    """Wait up to ``limit`` s for the process to end, reaping it when it is our child; a zombie that
+    another parent must reap counts as ended."""
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            process.wait(timeout=0.1)
+            return True
+        except psutil.TimeoutExpired:
+            if not pid_alive(process.pid):
                 return True
-            time.sleep(0.1)
-        _reap(pid)
-        return not pid_alive(pid)
-
-    if not pid_alive(pid):
-        _reap(pid)
-        return True
-    signal_group(signal.SIGTERM)
-    if wait_gone(timeout):
-        return True
-    signal_group(signal.SIGKILL)
-    return wait_gone(kill_timeout)
-
-
-def _reap(pid: int) -> None:
-    # When this process started the child, it stays a zombie until we wait for it.
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() >= deadline:
+            return False
 
 
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """An exclusive advisory lock, so two processes do not start (or fetch jars for) the same service."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with filelock.FileLock(path):
+        yield
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
