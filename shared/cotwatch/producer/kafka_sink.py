@@ -55,7 +55,7 @@ class KafkaChunkSink:
         **kafka_config: Any,
     ) -> None:
         from kafka import KafkaProducer
-        from kafka.errors import KafkaError, NoBrokersAvailable
+        from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
         if max_buffer_bytes <= 0 or max_block_s <= 0:
             raise ValueError("max_buffer_bytes and max_block_s must be positive")
@@ -84,7 +84,8 @@ class KafkaChunkSink:
                 max_request_size=2 * 1024 * 1024,
                 **kafka_config,
             )
-        except NoBrokersAvailable as exc:
+        except (KafkaTimeoutError, KafkaConnectionError) as exc:
+            # kafka-python 3 reports a bootstrap that found no broker as a timeout.
             raise BrokerUnavailableError(
                 f"no Kafka broker answered at {','.join(servers)} within {max_block_s:.1f}s; nothing was sent"
             ) from exc
