@@ -26,6 +26,7 @@ from cotwatch.alerts import Alert
 from cotwatch.detection.models import ChunkAssessment, TraceState
 from cotwatch.detection.monitor import TraceMonitor
 from cotwatch.kafka_event import KafkaBatch, KafkaRecord
+from cotwatch.otlp import OtlpDecodeError, decode_otlp, encoding_from_headers
 from cotwatch.ports import (
     AlertPublisher,
     AlertStore,
@@ -45,6 +46,7 @@ class Outcome(StrEnum):
     SCORED = "scored"
     DEAD_LETTERED = "dead_lettered"
     FAILED = "failed"  # its effects raised: reported to Lambda, which redelivers it
+    SKIPPED = "skipped"  # OTLP spans that carry no text: counted by reason, never dead-lettered
 
 
 @dataclass(frozen=True)
@@ -53,12 +55,20 @@ class Rejection:
     detail: str
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """Spans of an OTLP record that are not GenAI spans or carry no text, counted per reason."""
+
+    reasons: dict[str, int]
+
+
 @dataclass
 class RecordReport:
     """Everything about one record of the batch: what it decoded to, what detection said, what was done."""
 
     record: KafkaRecord
-    decoded: TraceChunk | Rejection
+    decoded: TraceChunk | Rejection | Skipped
+    part: int = 0  # an OTLP record yields several chunks: each has its own part number
     assessment: ChunkAssessment | None = None
     state: TraceState | None = None  # the trace's state after this chunk
     prior_peak: dict[str, float] = field(default_factory=dict)  # the trace's peaks before this chunk
@@ -74,6 +84,11 @@ class RecordReport:
     def windows_scored(self) -> int:
         return self.assessment.windows if self.assessment is not None else 0
 
+    @property
+    def effect_id(self) -> str:
+        """The idempotency key of this report's counters: the record id, plus the part for OTLP records."""
+        return self.record.record_id if self.part == 0 else f"{self.record.record_id}#{self.part}"
+
 
 @dataclass(frozen=True)
 class BatchReport:
@@ -86,7 +101,11 @@ class BatchReport:
 
     @property
     def received(self) -> int:
-        return len(self.records)
+        return len({r.record.record_id for r in self.records})
+
+    @property
+    def spans_skipped(self) -> int:
+        return sum(sum(r.decoded.reasons.values()) for r in self.records if isinstance(r.decoded, Skipped))
 
     @property
     def scored(self) -> int:
@@ -114,7 +133,28 @@ class BatchReport:
 
     def batch_item_failures(self) -> list[dict[str, Any]]:
         """Lambda's Kafka partial batch response entries: the failed records' own coordinates."""
-        return [{"itemIdentifier": r.record.batch_item_identifier()} for r in self.failed]
+        failed = dict.fromkeys(r.record.record_id for r in self.failed)  # one entry per record, in order
+        records = {r.record.record_id: r.record for r in self.failed}
+        return [{"itemIdentifier": records[rid].batch_item_identifier()} for rid in failed]
+
+
+def decode_record(record: KafkaRecord) -> list[TraceChunk | Rejection | Skipped]:
+    """A trace-chunk record decodes to one chunk; an OTLP export (selected by its headers, see
+    :func:`cotwatch.otlp.encoding_from_headers`) to one chunk per GenAI text piece, plus the skipped spans."""
+    encoding = encoding_from_headers(record.headers)
+    if encoding is None:
+        return [decode_chunk(record)]
+    if record.value is None:
+        return [Rejection("empty_value", "record has no value (tombstone or null payload)")]
+    try:
+        mapping = decode_otlp(record.value, encoding)
+    except OtlpDecodeError as exc:
+        return [Rejection("not_otlp", f"value is not an {encoding} trace export: {exc}")]
+    decoded: list[TraceChunk | Rejection | Skipped] = list(mapping.chunks)
+    if mapping.skipped or not decoded:
+        reasons = Counter(s.reason for s in mapping.skipped)
+        decoded.append(Skipped(reasons=dict(reasons) or {"no_spans": 0}))
+    return decoded
 
 
 def decode_chunk(record: KafkaRecord) -> TraceChunk | Rejection:
@@ -162,12 +202,18 @@ class ScoreTraces:
         self._clock = clock
 
     def process_batch(self, batch: KafkaBatch) -> BatchReport:
-        reports = [RecordReport(record=r, decoded=decode_chunk(r)) for r in batch.records]
+        reports = [
+            RecordReport(record=r, decoded=decoded, part=part)
+            for r in batch.records
+            for part, decoded in enumerate(decode_record(r))
+        ]
         self._assess(reports)
         for report in reports:
             try:
                 if isinstance(report.decoded, Rejection):
                     self._dead_letter(report, report.decoded)
+                elif isinstance(report.decoded, Skipped):
+                    self._count_skipped(report, report.decoded)
                 else:
                     self._apply(report, report.decoded)
             except Exception as exc:  # one record's effects failed: Lambda redelivers it, the rest go on
@@ -205,7 +251,7 @@ class ScoreTraces:
                 report.notifications += 1
         # Counters before state: a retry after a crash in between still derives the same increments.
         report.counted = self._counters.apply_once(
-            report.record.record_id, self._increments(chunk, report.assessment, report.prior_peak)
+            report.effect_id, self._increments(chunk, report.assessment, report.prior_peak)
         )
         self._states.put(report.state)
         report.outcome = Outcome.SCORED
@@ -228,6 +274,18 @@ class ScoreTraces:
                 # First chunk of the trace over threshold: derived from state, so exact under redelivery.
                 counts[key("flagged_traces", finding.category)] += 1
         return counts
+
+    def _count_skipped(self, report: RecordReport, skipped: Skipped) -> None:
+        hour = CounterKey.hour_of(self._clock())
+        report.counted = self._counters.apply_once(
+            report.effect_id,
+            {
+                CounterKey(hour=hour, tenant="-", model="-", metric="otlp_spans_skipped", category=reason): n
+                for reason, n in skipped.reasons.items()
+                if n
+            },
+        )
+        report.outcome = Outcome.SKIPPED
 
     def _dead_letter(self, report: RecordReport, rejection: Rejection) -> None:
         record = report.record
