@@ -75,6 +75,10 @@ class CounterStore(Protocol):
         """Write the processed marker and all increments in one transaction; False if already applied."""
         ...
 
+    def applied(self, marker: str) -> bool:
+        """Whether ``apply_once`` already succeeded for ``marker`` (a strongly consistent read)."""
+        ...
+
 
 class DeadLetter(BaseModel):
     """A record we could not score, with the reason and where it came from."""

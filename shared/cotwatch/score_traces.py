@@ -70,7 +70,7 @@ class RecordReport:
     decoded: TraceChunk | Rejection | Skipped
     part: int = 0  # an OTLP record yields several chunks: each has its own part number
     assessment: ChunkAssessment | None = None
-    state: TraceState | None = None  # the trace's state after this chunk
+    state: TraceState | None = None  # the trace's state after this chunk (None: already covered)
     prior_peak: dict[str, float] = field(default_factory=dict)  # the trace's peaks before this chunk
     outcome: Outcome | None = None
     alerts_created: int = 0
@@ -209,6 +209,8 @@ class ScoreTraces:
         ]
         self._assess(reports)
         for report in reports:
+            if report.outcome is not None:
+                continue  # settled while assessing
             try:
                 if isinstance(report.decoded, Rejection):
                     self._dead_letter(report, report.decoded)
@@ -222,21 +224,44 @@ class ScoreTraces:
         return BatchReport(records=tuple(reports))
 
     def _assess(self, reports: list[RecordReport]) -> None:
-        """All valid chunks in one call, per trace in chunk order; a failure here fails the whole batch."""
+        """All valid chunks in one call, per trace in chunk order; a failure here fails the whole batch.
+
+        A chunk the stored state already covers (``seq <= last_seq``: a redelivery) must not be applied to
+        the state again: the monitor would count its near hits twice and raise later scores. If its counters
+        are in, every effect of it is done (counters come after alerts and notifications): it is skipped. If
+        not (it failed while later chunks of its trace went on), it is assessed on its own, keeping only
+        whether the trace had refused, so its idempotent effects finish; its state is not written.
+        """
         valid = [(r, r.decoded) for r in reports if isinstance(r.decoded, TraceChunk)]
         valid.sort(key=lambda pair: (pair[1].trace_key, pair[1].seq))
         prior = self._states.get_many({chunk.trace_key for _, chunk in valid})
-        results = self._monitor.assess_batch([chunk for _, chunk in valid], prior)
+
+        def covered(chunk: TraceChunk) -> bool:
+            state = prior.get(chunk.trace_key)
+            return state is not None and chunk.seq <= state.last_seq
+
+        fresh = [(r, c) for r, c in valid if not covered(c)]
+        replayed = [(r, c) for r, c in valid if covered(c)]
+        results = self._monitor.assess_batch([chunk for _, chunk in fresh], prior)
         running = dict(prior)
-        for (report, chunk), result in zip(valid, results, strict=True):
+        for (report, chunk), result in zip(fresh, results, strict=True):
             before = running.get(chunk.trace_key)
             report.prior_peak = dict(before.peak) if before else {}
             running[chunk.trace_key] = result.state
             report.assessment = result.assessment
             report.state = result.state
+        for report, chunk in replayed:
+            if self._counters.applied(report.effect_id):
+                report.outcome = Outcome.SCORED  # done by an earlier delivery
+                continue
+            stored = prior[chunk.trace_key]
+            alone = TraceState(trace_key=chunk.trace_key, last_seq=-1, refusal_seen=stored.refusal_seen)
+            [result] = self._monitor.assess_batch([chunk], {chunk.trace_key: alone})
+            report.assessment = result.assessment
+            report.prior_peak = dict(stored.peak)  # the trace was counted as flagged when it first crossed
 
     def _apply(self, report: RecordReport, chunk: TraceChunk) -> None:
-        if report.assessment is None or report.state is None:
+        if report.assessment is None:
             raise RuntimeError(f"chunk of {report.record.record_id} was not assessed")
         for finding in report.assessment.flagged:
             alert = Alert.from_finding(chunk, report.assessment, finding, source=report.record.record_id)
@@ -253,7 +278,8 @@ class ScoreTraces:
         report.counted = self._counters.apply_once(
             report.effect_id, self._increments(chunk, report.assessment, report.prior_peak)
         )
-        self._states.put(report.state)
+        if report.state is not None:  # None for a redelivered chunk the stored state already covers
+            self._states.put(report.state)
         report.outcome = Outcome.SCORED
 
     def _increments(

@@ -167,6 +167,35 @@ def test_publisher_down_fails_only_the_record_whose_alert_it_could_not_send(
     assert alert["notified"] is False
 
 
+def test_the_redelivery_of_a_failed_chunk_finishes_it_without_replaying_its_trace(
+    monitor: TraceMonitor, adapters: Adapters
+) -> None:
+    # Given chunk 0 of a trace failed (SNS down) while chunk 1 of the same trace went through
+    first = chunk_record(20, f"{BENIGN} {CYBER_LINE}", "t-1", seq=0)
+    second = chunk_record(21, f"{CYBER_LINE} {BENIGN}", "t-1", seq=1)
+    event = build_kafka_event([first, second])
+    down = DownPublisher(down_for_traces={"t-1"})
+    response = run(score_traces.make_handler(use_case_over(monitor, adapters, publisher=down)), event)
+    assert [f["itemIdentifier"]["offset"] for f in response["batchItemFailures"]] == [20, 21]
+    # (both failed: they share the trace's alert) - now let chunk 1 succeed alone, as a later batch would
+    down.down_for_traces.clear()
+    run(score_traces.make_handler(use_case_over(monitor, adapters, publisher=down)), build_kafka_event([second]))
+    state_after_second = adapters.states.states["default#t-1"]
+    counts_after_second = dict(adapters.counters.counts)
+
+    # When Kafka redelivers from the failed offset: chunk 0 again, then chunk 1 again
+    response = run(score_traces.make_handler(use_case_over(monitor, adapters, publisher=down)), event)
+
+    # Then both are committed, chunk 0's counters land once, chunk 1 is not applied a second time
+    assert response == {"batchItemFailures": []}
+    assert adapters.counters.markers == {"traces-0@20", "traces-0@21"}
+    assert adapters.states.states["default#t-1"] == state_after_second
+    chunks = sum(n for k, n in adapters.counters.counts.items() if k.metric == "chunks")
+    assert chunks == sum(n for k, n in counts_after_second.items() if k.metric == "chunks") + 1
+    [alert] = adapters.alerts.items.values()
+    assert alert["notified"] is True
+
+
 def test_counters_table_throttled_fails_only_that_record(monitor: TraceMonitor, adapters: Adapters) -> None:
     counters = ThrottledCounterStore(throttled_markers={"traces-1@7"})
     handler = score_traces.make_handler(use_case_over(monitor, adapters, counters=counters))

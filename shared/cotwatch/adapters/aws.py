@@ -191,6 +191,14 @@ class DynamoCounterStore:
                 return False
             raise
 
+    def applied(self, marker: str) -> bool:
+        item = self._client.get_item(
+            TableName=self._name,
+            Key={"pk": {"S": f"marker#{marker}"}, "sk": {"S": "marker"}},
+            ConsistentRead=True,
+        ).get("Item")
+        return item is not None
+
     def hour(self, hour: str) -> list[dict[str, Any]]:
         """All counter cells of one UTC hour (the roll-up reads these)."""
         rows: list[dict[str, Any]] = []

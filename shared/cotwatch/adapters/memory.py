@@ -48,7 +48,10 @@ class MemoryTraceStateStore:
         return {k: self.states[k] for k in trace_keys if k in self.states}
 
     def put(self, state: TraceState) -> None:
-        self.states[state.trace_key] = state
+        current = self.states.get(state.trace_key)
+        # As the DynamoDB condition: a redelivered older chunk must not roll the state back.
+        if current is None or current.last_seq <= state.last_seq:
+            self.states[state.trace_key] = state
 
 
 class MemoryCounterStore:
@@ -62,6 +65,9 @@ class MemoryCounterStore:
         self.markers.add(marker)
         self.counts.update(increments)
         return True
+
+    def applied(self, marker: str) -> bool:
+        return marker in self.markers
 
 
 class MemoryDeadLetterSink:
