@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from cotwatch.adapters.aws import client
+from cotwatch.adapters.aws import s3_client
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 
 class HourlyCounters(Protocol):
@@ -29,10 +32,10 @@ def parse_hour(value: str) -> str:
 
 
 class S3RollupWriter:
-    def __init__(self, bucket: str, prefix: str = "rollups/", s3: Any | None = None) -> None:
+    def __init__(self, bucket: str, prefix: str = "rollups/", s3: S3Client | None = None) -> None:
         self._bucket = bucket
         self._prefix = prefix
-        self._s3 = s3 or client("s3")
+        self._s3 = s3 or s3_client()
 
     def write(self, hour: str, rows: list[dict[str, Any]]) -> str:
         day, hh = hour.split("T")

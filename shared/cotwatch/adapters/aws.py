@@ -1,6 +1,7 @@
 """boto3 adapters for DynamoDB, SNS and S3.
 
-boto3 honours ``AWS_ENDPOINT_URL``, so the same code talks to AWS or to the local moto server.
+boto3 honours ``AWS_ENDPOINT_URL``, so the same code talks to AWS or to the local moto server. Client types
+come from the ``mypy_boto3_*`` stubs (type checking only: the layer does not carry them).
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -19,13 +21,41 @@ from cotwatch.alerts import Alert
 from cotwatch.detection.models import TraceState
 from cotwatch.ports import AlertWrite, CounterKey, DeadLetter, StoredAlert
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient, DynamoDBServiceResource
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sns.type_defs import MessageAttributeValueTypeDef
+
 # Adaptive retries back off on throttling instead of failing the record at the first 400.
 BOTO_CONFIG = Config(retries={"max_attempts": 8, "mode": "adaptive"}, connect_timeout=5, read_timeout=20)
 MAX_TRANSACTION_ITEMS = 100
 
 
-def client(service: str) -> Any:
-    return boto3.client(service, config=BOTO_CONFIG)  # type: ignore[call-overload]
+# Low-level DynamoDB attribute values ({"S": ...}, {"N": ...}) are boto3's business, not hand-built.
+SERIALIZER = TypeSerializer()
+DESERIALIZER = TypeDeserializer()
+
+
+def dynamodb_resource() -> DynamoDBServiceResource:
+    return boto3.resource("dynamodb", config=BOTO_CONFIG)
+
+
+def dynamodb_client() -> DynamoDBClient:
+    return boto3.client("dynamodb", config=BOTO_CONFIG)
+
+
+def s3_client() -> S3Client:
+    return boto3.client("s3", config=BOTO_CONFIG)
+
+
+def sns_client() -> SNSClient:
+    return boto3.client("sns", config=BOTO_CONFIG)
+
+
+def _attributes(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: SERIALIZER.serialize(value) for name, value in values.items()}
 
 
 def _to_dynamo(value: Any) -> Any:
@@ -38,8 +68,8 @@ def _condition_failed(error: ClientError) -> bool:
 
 
 class DynamoAlertStore:
-    def __init__(self, table_name: str, ddb: Any | None = None) -> None:
-        self._table = (ddb or boto3.resource("dynamodb", config=BOTO_CONFIG)).Table(table_name)
+    def __init__(self, table_name: str, ddb: DynamoDBServiceResource | None = None) -> None:
+        self._table = (ddb or dynamodb_resource()).Table(table_name)
 
     def save(self, alert: Alert) -> StoredAlert:
         item = _to_dynamo({**alert.model_dump(mode="json"), "notified": False})
@@ -76,17 +106,17 @@ class DynamoAlertStore:
         )
 
     def get(self, alert_id: str) -> dict[str, Any] | None:
-        item: dict[str, Any] | None = self._table.get_item(Key={"alert_id": alert_id}, ConsistentRead=True).get("Item")
-        return item
+        item = self._table.get_item(Key={"alert_id": alert_id}, ConsistentRead=True).get("Item")
+        return dict(item) if item is not None else None
 
 
 class SnsAlertPublisher:
-    def __init__(self, topic_arn: str, sns: Any | None = None) -> None:
+    def __init__(self, topic_arn: str, sns: SNSClient | None = None) -> None:
         self._topic_arn = topic_arn
-        self._sns = sns or client("sns")
+        self._sns = sns or sns_client()
 
     def publish(self, alert: Alert, event: AlertWrite) -> None:
-        attributes: dict[str, dict[str, str]] = {
+        attributes: dict[str, MessageAttributeValueTypeDef] = {
             name: {"DataType": "Number" if isinstance(value, int) else "String", "StringValue": str(value)}
             for name, value in alert.message_attributes().items()
         }
@@ -100,8 +130,8 @@ class SnsAlertPublisher:
 
 
 class DynamoTraceStateStore:
-    def __init__(self, table_name: str, ttl_days: int = 7, ddb: Any | None = None) -> None:
-        self._ddb = ddb or boto3.resource("dynamodb", config=BOTO_CONFIG)
+    def __init__(self, table_name: str, ttl_days: int = 7, ddb: DynamoDBServiceResource | None = None) -> None:
+        self._ddb = ddb or dynamodb_resource()
         self._name = table_name
         self._table = self._ddb.Table(table_name)
         self._ttl_s = ttl_days * 86400
@@ -144,20 +174,20 @@ class DynamoTraceStateStore:
 
 
 class DynamoCounterStore:
-    def __init__(self, table_name: str, ttl_days: int = 400, ddb_client: Any | None = None) -> None:
-        self._client = ddb_client or client("dynamodb")
+    def __init__(self, table_name: str, ttl_days: int = 400, ddb_client: DynamoDBClient | None = None) -> None:
+        self._client = ddb_client or dynamodb_client()
         self._name = table_name
         self._ttl_s = ttl_days * 86400
 
     def apply_once(self, marker: str, increments: Mapping[CounterKey, int]) -> bool:
         if len(increments) + 1 > MAX_TRANSACTION_ITEMS:
             raise ValueError(f"{len(increments)} counters exceed one DynamoDB transaction")
-        expires = str(int(time.time()) + self._ttl_s)
-        items: list[dict[str, Any]] = [
+        expires = int(time.time()) + self._ttl_s
+        items: list[TransactWriteItemTypeDef] = [
             {
                 "Put": {
                     "TableName": self._name,
-                    "Item": {"pk": {"S": f"marker#{marker}"}, "sk": {"S": "marker"}, "expires_at": {"N": expires}},
+                    "Item": _attributes({"pk": f"marker#{marker}", "sk": "marker", "expires_at": expires}),
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
             }
@@ -167,18 +197,20 @@ class DynamoCounterStore:
                 {
                     "Update": {
                         "TableName": self._name,
-                        "Key": {"pk": {"S": f"hour#{key.hour}"}, "sk": {"S": counter_sort_key(key)}},
+                        "Key": _attributes({"pk": f"hour#{key.hour}", "sk": counter_sort_key(key)}),
                         "UpdateExpression": "ADD #count :n SET tenant = :t, model = :m, metric = :x, "
                         "category = :c, expires_at = :e",
                         "ExpressionAttributeNames": {"#count": "count"},
-                        "ExpressionAttributeValues": {
-                            ":n": {"N": str(amount)},
-                            ":t": {"S": key.tenant},
-                            ":m": {"S": key.model},
-                            ":x": {"S": key.metric},
-                            ":c": {"S": key.category},
-                            ":e": {"N": expires},
-                        },
+                        "ExpressionAttributeValues": _attributes(
+                            {
+                                ":n": amount,
+                                ":t": key.tenant,
+                                ":m": key.model,
+                                ":x": key.metric,
+                                ":c": key.category,
+                                ":e": expires,
+                            }
+                        ),
                     }
                 }
             )
@@ -194,7 +226,7 @@ class DynamoCounterStore:
     def applied(self, marker: str) -> bool:
         item = self._client.get_item(
             TableName=self._name,
-            Key={"pk": {"S": f"marker#{marker}"}, "sk": {"S": "marker"}},
+            Key=_attributes({"pk": f"marker#{marker}", "sk": "marker"}),
             ConsistentRead=True,
         ).get("Item")
         return item is not None
@@ -205,19 +237,20 @@ class DynamoCounterStore:
         kwargs: dict[str, Any] = {
             "TableName": self._name,
             "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": f"hour#{hour}"}},
+            "ExpressionAttributeValues": _attributes({":pk": f"hour#{hour}"}),
         }
         while True:
             page = self._client.query(**kwargs)
-            for item in page.get("Items", []):
+            for raw in page.get("Items", []):
+                item = {name: DESERIALIZER.deserialize(value) for name, value in raw.items()}
                 rows.append(
                     {
                         "hour": hour,
-                        "tenant": item["tenant"]["S"],
-                        "model": item["model"]["S"],
-                        "metric": item["metric"]["S"],
-                        "category": item["category"]["S"],
-                        "count": int(item["count"]["N"]),
+                        "tenant": item["tenant"],
+                        "model": item["model"],
+                        "metric": item["metric"],
+                        "category": item["category"],
+                        "count": int(item["count"]),
                     }
                 )
             if "LastEvaluatedKey" not in page:
@@ -230,10 +263,10 @@ def counter_sort_key(key: CounterKey) -> str:
 
 
 class S3DeadLetterSink:
-    def __init__(self, bucket: str, prefix: str = "dead-letters/", s3: Any | None = None) -> None:
+    def __init__(self, bucket: str, prefix: str = "dead-letters/", s3: S3Client | None = None) -> None:
         self._bucket = bucket
         self._prefix = prefix
-        self._s3 = s3 or client("s3")
+        self._s3 = s3 or s3_client()
 
     def write(self, letter: DeadLetter) -> str:
         key = f"{self._prefix}{letter.topic}/{letter.partition}/{letter.offset:020d}.json"
