@@ -27,10 +27,10 @@ from cotwatch.detection.embedding import SentenceTransformerEmbedder
 from cotwatch.detection.windowing import cut_windows, tail_of
 from cotwatch.kafka_event import KafkaRecord, build_kafka_event
 from cotwatch.trace import TraceChunk
+from cotwatch_local.cloudformation import deploy_stack, function_environment, load_template
 from cotwatch_local.demo import load_documents
 from cotwatch_local.invoker import LocalInvoker, patched_environ
 from cotwatch_local.moto_server import MotoServer
-from cotwatch_local.resources import create_aws_resources, function_environment, load_template, resolve_names
 from cotwatch_local.stack import aws_env
 
 SCORER = "ScoreTracesFunction"
@@ -87,10 +87,10 @@ def main() -> int:
         server = MotoServer(state_dir=Path(state), port=0)
         server.start(timeout=60)
         try:
-            names = create_aws_resources(template, resolve_names(template, stack_name="bench"), server.endpoint_url)
+            names = deploy_stack(template, endpoint_url=server.endpoint_url, stack_name="bench")
             env = {
                 **aws_env(server.endpoint_url),
-                **function_environment(template, SCORER, names),
+                **function_environment(names, SCORER, server.endpoint_url),
                 "POWERTOOLS_METRICS_DISABLED": "true",
                 "POWERTOOLS_LOG_LEVEL": "ERROR",
             }

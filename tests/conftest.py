@@ -4,12 +4,12 @@
   session starts (any free port) and stops.
 - ``kafka_bootstrap`` (str): a Kafka broker's bootstrap servers. ``KAFKA_BOOTSTRAP_SERVERS`` when set, else
   a real KRaft broker this session starts (any free port, its own state dir) and stops.
-- ``local_aws_names`` (LocalNames): the template's tables, bucket and topics created in moto under a stack
-  name unique to this session (so reruns against a long-lived server never collide). No Kafka.
+- ``local_aws_names`` (LocalNames): the template's stack created by moto's CloudFormation under a name
+  unique to this session (so reruns against a long-lived server never collide). No Kafka.
 - ``local_names`` (LocalNames): the same, plus the traces topic (also unique per session) on the broker.
 - ``local_aws_env`` (dict): sets and returns dummy AWS credentials/region/endpoint for the test.
 - ``local_function_env`` (callable): ``local_function_env("ScoreTracesFunction")`` is the environment a
-  function gets locally (template variables resolved to ``local_names``, AWS and Kafka settings).
+  function gets locally (its environment as moto created it, plus AWS and Kafka settings).
 
 Unit tests need none of these; the modules are imported lazily so the unit suite runs without the
 ``local`` extras.
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from cotwatch_local.resources import LocalNames
+    from cotwatch_local.cloudformation import LocalNames
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -74,7 +74,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def cotwatch_template() -> dict[str, Any]:
-    from cotwatch_local.resources import load_template
+    from cotwatch_local.cloudformation import load_template
 
     return load_template()
 
@@ -87,20 +87,20 @@ def session_suffix() -> str:
 
 @pytest.fixture(scope="session")
 def local_aws_names(cotwatch_template: dict[str, Any], moto_endpoint: str, session_suffix: str) -> LocalNames:
-    from cotwatch_local.resources import TRACES_TOPIC_PARAMETER, TemplateContext, create_aws_resources, resolve_names
+    from cotwatch_local.cloudformation import TRACES_TOPIC_PARAMETER, deploy_stack
 
-    default_topic = TemplateContext(cotwatch_template).parameter(TRACES_TOPIC_PARAMETER)
-    names = resolve_names(
+    default_topic = cotwatch_template["Parameters"][TRACES_TOPIC_PARAMETER]["Default"]
+    return deploy_stack(
         cotwatch_template,
+        endpoint_url=moto_endpoint,
         stack_name=f"cwt-{session_suffix}",
         parameter_overrides={TRACES_TOPIC_PARAMETER: f"{default_topic}-{session_suffix}"},
     )
-    return create_aws_resources(cotwatch_template, names, moto_endpoint)
 
 
 @pytest.fixture(scope="session")
 def local_names(local_aws_names: LocalNames, kafka_bootstrap: str) -> LocalNames:
-    from cotwatch_local.resources import create_kafka_topic
+    from cotwatch_local.cloudformation import create_kafka_topic
 
     create_kafka_topic(kafka_bootstrap, local_aws_names.kafka_topic, local_aws_names.kafka_partitions)
     return local_aws_names
@@ -122,16 +122,16 @@ def local_aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[s
 
 @pytest.fixture
 def local_function_env(
-    cotwatch_template: dict[str, Any], local_names: LocalNames, kafka_bootstrap: str, moto_endpoint: str
+    local_names: LocalNames, kafka_bootstrap: str, moto_endpoint: str
 ) -> Callable[[str], dict[str, str]]:
-    from cotwatch_local.resources import function_environment
+    from cotwatch_local.cloudformation import function_environment
     from cotwatch_local.stack import aws_env
 
     def env_for(function_logical_id: str) -> dict[str, str]:
         return {
             **aws_env(moto_endpoint, local_names.region),
             "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-            **function_environment(cotwatch_template, function_logical_id, local_names),
+            **function_environment(local_names, function_logical_id, moto_endpoint),
         }
 
     return env_for

@@ -5,12 +5,12 @@ Modules:
 - :mod:`cotwatch_local.kafka_broker` -- :class:`KafkaBroker`, a single-node KRaft broker from Maven jars.
 - :mod:`cotwatch_local.moto_server` -- :class:`MotoServer`, ``moto_server`` as a detached process.
 - :mod:`cotwatch_local.service` -- :class:`DetachedService`, the pidfile/state-file lifecycle those two share.
-- :mod:`cotwatch_local.resources` -- a CloudFormation-aware template reader; creates tables, buckets,
-  topics and the Kafka topic; resolves a function's environment to local names.
+- :mod:`cotwatch_local.cloudformation` -- the template's stack through the SAM translator and moto's
+  CloudFormation, names and function environments read back from it, and the Kafka topic.
 - :mod:`cotwatch_local.stack` -- :class:`LocalStack` (``cotwatch local up|down|status``).
 
 This module holds the small process and path helpers the others share (psutil for processes, filelock
-for locks), never kafka-python or moto, so that importing :mod:`cotwatch_local.resources` never needs them.
+for locks), never kafka-python or moto, so that importing :mod:`cotwatch_local.cloudformation` never needs them.
 """
 
 from __future__ import annotations

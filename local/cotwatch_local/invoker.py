@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict
 
 from cotwatch_local import LOCAL_ACCOUNT_ID, LOCAL_REGION, LocalStackError
 from cotwatch_local import repo_root as find_repo_root
-from cotwatch_local.resources import TemplateContext, UnresolvableError, function_ids, load_template
+from cotwatch_local.cloudformation import function_ids, load_template, resolve_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -226,15 +226,14 @@ def function_spec(
     template: dict[str, Any] = load_template(template_file) if template_file.is_file() else {"Resources": {}}
     base = template_file.parent if template_file.is_file() else root
     logical_id = _find_function(template, function_name)
-    ctx = TemplateContext(template, parameter_overrides=parameter_overrides)
 
     def setting(section: Mapping[str, Any], key: str) -> Any:
         if key not in section:
             return None
-        try:
-            return ctx.resolve(section[key], lenient=True)
-        except UnresolvableError:
-            return None
+        value = resolve_parameters(template, section[key], parameter_overrides)
+        # Any other intrinsic (a !GetAtt, an !If) cannot be known without a stack: no setting.
+        intrinsic = isinstance(value, dict) and len(value) == 1 and str(next(iter(value))).startswith(("Ref", "Fn::"))
+        return None if intrinsic else value
 
     resource = template["Resources"].get(logical_id, {}) if logical_id else {}
     props: Mapping[str, Any] = resource.get("Properties") or {}

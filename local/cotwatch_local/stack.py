@@ -23,7 +23,6 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from cotwatch_local import (
-    LOCAL_ACCOUNT_ID,
     LOCAL_REGION,
     LOCAL_STACK_NAME,
     LocalStackError,
@@ -31,20 +30,19 @@ from cotwatch_local import (
     read_json,
     write_json,
 )
+from cotwatch_local.cloudformation import (
+    DUMMY_ACCESS_KEY,
+    DUMMY_SECRET_KEY,
+    LocalNames,
+    create_kafka_topic,
+    deploy_stack,
+    function_environment,
+    load_template,
+)
 from cotwatch_local.kafka_broker import DEFAULT_PORT as DEFAULT_KAFKA_PORT
 from cotwatch_local.kafka_broker import BrokerStatus, KafkaBroker, wait_for_kafka
 from cotwatch_local.moto_server import DEFAULT_PORT as DEFAULT_MOTO_PORT
 from cotwatch_local.moto_server import MotoServer, MotoStatus, moto_answers
-from cotwatch_local.resources import (
-    DUMMY_ACCESS_KEY,
-    DUMMY_SECRET_KEY,
-    LocalNames,
-    create_resources,
-    function_environment,
-    function_ids,
-    load_template,
-    resolve_names,
-)
 
 
 class ServiceStatus(BaseModel):
@@ -114,7 +112,6 @@ class LocalStack:
         state_root: Path | None = None,
         template_path: Path | None = None,
         stack_name: str = LOCAL_STACK_NAME,
-        account_id: str = LOCAL_ACCOUNT_ID,
         region: str = LOCAL_REGION,
         partitions: int = 3,
         parameter_overrides: Mapping[str, str] | None = None,
@@ -125,7 +122,6 @@ class LocalStack:
         self.state_root = (state_root or default_state_root()).resolve()
         self.template_path = template_path
         self.stack_name = stack_name
-        self.account_id = account_id
         self.region = region
         self.partitions = partitions
         self.parameter_overrides = dict(parameter_overrides or {})
@@ -181,16 +177,17 @@ class LocalStack:
                 _wait_for_endpoint(ext_moto, timeout)
                 endpoint = ext_moto
 
-            template = load_template(self.template_path)
-            names = resolve_names(
-                template,
+            # The stack comes from the template through the SAM translator and moto's CloudFormation; only the
+            # Kafka topic, which no CloudFormation resource describes, is created apart.
+            names = deploy_stack(
+                load_template(self.template_path),
+                endpoint_url=endpoint,
                 stack_name=self.stack_name,
-                account_id=self.account_id,
                 region=self.region,
                 parameter_overrides=self.parameter_overrides,
                 partitions=self.partitions,
             )
-            names = create_resources(template, names, endpoint_url=endpoint, bootstrap_servers=bootstrap)
+            create_kafka_topic(bootstrap, names.kafka_topic, names.kafka_partitions)
         except BaseException:
             for service in reversed(started):
                 service.stop()
@@ -198,8 +195,8 @@ class LocalStack:
 
         base_env = aws_env(endpoint, self.region)
         function_env = {
-            fid: {**base_env, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, **function_environment(template, fid, names)}
-            for fid in function_ids(template)
+            fid: {**base_env, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, **function_environment(names, fid, endpoint)}
+            for fid in names.functions
         }
         info = LocalStackInfo(
             kafka_bootstrap_servers=bootstrap,

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from cotwatch_local import pid_alive, port_is_free
+from cotwatch_local.cloudformation import LocalNames, create_kafka_topic
 from cotwatch_local.kafka_broker import KafkaBroker, probe_kafka
-from cotwatch_local.resources import LocalNames, create_kafka_topic
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -19,9 +19,9 @@ import pytest
 
 from cotwatch.trace import TraceDocument
 from cotwatch_local.adapters.kafka_producer import TraceProducer
+from cotwatch_local.cloudformation import LocalNames
 from cotwatch_local.invoker import LocalInvoker
 from cotwatch_local.poller import EventSourcePoller, PollerConfig, PollerStats, S3Destination
-from cotwatch_local.resources import LocalNames
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 

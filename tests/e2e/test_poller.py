@@ -17,9 +17,9 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from cotwatch.kafka_event import parse_kafka_event
+from cotwatch_local.cloudformation import create_kafka_topic
 from cotwatch_local.invoker import LambdaContextLike
 from cotwatch_local.poller import EventSourcePoller, InMemoryDestination, PollerConfig, S3Destination
-from cotwatch_local.resources import create_kafka_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

@@ -21,7 +21,7 @@ from cotwatch.alerts import Alert, alert_id
 from cotwatch.detection.models import Disposition, Evidence, TraceState
 from cotwatch.ports import AlertWrite, CounterKey, DeadLetter
 from cotwatch.trace import Segment
-from cotwatch_local.resources import LocalNames
+from cotwatch_local.cloudformation import LocalNames
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ import pytest
 from cotwatch.kafka_event import parse_kafka_event
 from cotwatch.score_traces import decode_chunk
 from cotwatch.trace import TraceChunk
+from cotwatch_local.cloudformation import LocalNames
 from cotwatch_local.invoker import LocalInvoker
-from cotwatch_local.resources import LocalNames
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 

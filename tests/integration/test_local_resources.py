@@ -1,7 +1,7 @@
-"""The template's resources created in a real moto server over HTTP.
+"""The template's stack created by moto's CloudFormation (after the SAM translator) on a real moto server.
 
-Expected key schemas and indexes are read from template.yaml itself, so the test follows the template as it
-grows instead of duplicating it.
+Expected key schemas and indexes are read from the translated template itself, so the test follows the
+template as it grows instead of duplicating it.
 """
 
 from __future__ import annotations
@@ -12,17 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from cotwatch_local.moto_server import MotoServer, moto_answers, threaded_moto_server
-from cotwatch_local.resources import (
+from cotwatch_local.cloudformation import (
     TABLE,
     AwsClients,
     LocalNames,
-    TemplateContext,
-    create_aws_resources,
+    deploy_stack,
     function_environment,
-    load_template_text,
-    resolve_names,
+    load_template,
+    translate,
 )
+from cotwatch_local.moto_server import MotoServer, moto_answers, threaded_moto_server
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -30,10 +29,13 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 
-def _declared(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
-    props: dict[str, Any] = TemplateContext(template).resolve(
-        template["Resources"][logical_id]["Properties"], lenient=True
-    )
+@pytest.fixture(scope="module")
+def translated(cotwatch_template: dict[str, Any]) -> dict[str, Any]:
+    return translate(cotwatch_template)
+
+
+def _declared(translated: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    props: dict[str, Any] = translated["Resources"][logical_id]["Properties"]
     return props
 
 
@@ -42,22 +44,22 @@ def _key_schema(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-def fresh_names(cotwatch_template: dict[str, Any]) -> LocalNames:
-    """Names under a stack of their own, so this test sees only what it created."""
-    return resolve_names(cotwatch_template, stack_name=f"it-{uuid.uuid4().hex[:8]}")
+def stack_name() -> str:
+    """A stack of its own, so each test sees only what it created."""
+    return f"it-{uuid.uuid4().hex[:8]}"
 
 
 def test_tables_have_the_templates_keys_indexes_billing_and_ttl(
-    cotwatch_template: dict[str, Any], moto_endpoint: str, fresh_names: LocalNames
+    cotwatch_template: dict[str, Any], translated: dict[str, Any], moto_endpoint: str, stack_name: str
 ) -> None:
-    # Given the template's names under a fresh stack
-    # When the resources are created in moto
-    names = create_aws_resources(cotwatch_template, fresh_names, moto_endpoint)
+    # Given the template
+    # When its stack is created in moto
+    names = deploy_stack(cotwatch_template, endpoint_url=moto_endpoint, stack_name=stack_name)
     ddb = AwsClients(moto_endpoint).dynamodb()
     # Then every table in the template exists with its key schema, GSIs and billing mode
-    assert names.tables
+    assert set(names.tables) == {lid for lid, r in translated["Resources"].items() if r["Type"] == TABLE}
     for logical_id, table_name in names.tables.items():
-        declared = _declared(cotwatch_template, logical_id)
+        declared = _declared(translated, logical_id)
         table = ddb.describe_table(TableName=table_name)["Table"]
         assert _key_schema(table["KeySchema"]) == _key_schema(declared["KeySchema"])  # type: ignore[arg-type]
         assert {(a["AttributeName"], a["AttributeType"]) for a in table["AttributeDefinitions"]} == {
@@ -86,53 +88,70 @@ def test_tables_have_the_templates_keys_indexes_billing_and_ttl(
     assert {g["IndexName"] for g in alerts.get("GlobalSecondaryIndexes", [])} >= {"by_tenant", "by_category"}
 
 
-def test_bucket_and_topic_exist_with_the_resolved_names(
-    cotwatch_template: dict[str, Any], moto_endpoint: str, fresh_names: LocalNames
+def test_bucket_and_topic_exist_with_the_names_the_stack_reports(
+    cotwatch_template: dict[str, Any], moto_endpoint: str, stack_name: str
 ) -> None:
-    names = create_aws_resources(cotwatch_template, fresh_names, moto_endpoint)
+    names = deploy_stack(cotwatch_template, endpoint_url=moto_endpoint, stack_name=stack_name)
     clients = AwsClients(moto_endpoint)
     # The bucket exists and takes objects
     s3 = clients.s3()
     bucket = names.name("DataBucket")
+    assert bucket == names.outputs["DataBucketName"]
     s3.put_object(Bucket=bucket, Key="probe.json", Body=b"{}")
     assert s3.get_object(Bucket=bucket, Key="probe.json")["Body"].read() == b"{}"
     # The topic exists under exactly the ARN the names (and so the function environment) carry
     sns = clients.sns()
     arns = {t["TopicArn"] for t in sns.list_topics()["Topics"]}
     assert names.arn("AlertsTopic") in arns
-    assert names.arn("AlertsTopic") == fresh_names.arn("AlertsTopic")
+    assert names.arn("AlertsTopic") == names.outputs["AlertsTopicArn"]
 
 
-def test_creating_twice_is_idempotent(
-    cotwatch_template: dict[str, Any], moto_endpoint: str, fresh_names: LocalNames
-) -> None:
-    # Given resources created once, with an item written to a table
-    first = create_aws_resources(cotwatch_template, fresh_names, moto_endpoint)
+def test_creating_twice_is_idempotent(cotwatch_template: dict[str, Any], moto_endpoint: str, stack_name: str) -> None:
+    # Given a stack created once, with an item written to a table
+    first = deploy_stack(cotwatch_template, endpoint_url=moto_endpoint, stack_name=stack_name)
     ddb = AwsClients(moto_endpoint).dynamodb()
     table = first.name("TraceStateTable")
-    key_attr = _declared(cotwatch_template, "TraceStateTable")["KeySchema"][0]["AttributeName"]
+    key_attr = ddb.describe_table(TableName=table)["Table"]["KeySchema"][0]["AttributeName"]
     ddb.put_item(TableName=table, Item={key_attr: {"S": "kept"}})
-    # When they are created again
-    second = create_aws_resources(cotwatch_template, fresh_names, moto_endpoint)
+    # When it is deployed again
+    second = deploy_stack(cotwatch_template, endpoint_url=moto_endpoint, stack_name=stack_name)
     # Then nothing fails, names are unchanged and existing data survives
     assert second == first
     assert "Item" in ddb.get_item(TableName=table, Key={key_attr: {"S": "kept"}})
 
 
 def test_the_function_environment_reaches_the_created_resources(
-    cotwatch_template: dict[str, Any], moto_endpoint: str, fresh_names: LocalNames
+    cotwatch_template: dict[str, Any], moto_endpoint: str, stack_name: str
 ) -> None:
-    # Given the scorer's resolved environment
-    names = create_aws_resources(cotwatch_template, fresh_names, moto_endpoint)
-    env = function_environment(cotwatch_template, "ScoreTracesFunction", names)
+    # Given the scorer's environment as moto created it
+    names = deploy_stack(cotwatch_template, endpoint_url=moto_endpoint, stack_name=stack_name)
+    env = function_environment(names, "ScoreTracesFunction", moto_endpoint)
     clients = AwsClients(moto_endpoint)
     # Then each table and topic value in it names a resource that exists in moto
     table_names = set(clients.dynamodb().list_tables()["TableNames"])
     topic_arns = {t["TopicArn"] for t in clients.sns().list_topics()["Topics"]}
     referenced = [v for v in env.values() if v in names.tables.values() or v in names.topics.values()]
-    assert referenced
+    assert len(referenced) >= 4
     for value in referenced:
         assert value in table_names | topic_arns
+
+
+def test_an_unknown_function_is_an_error(local_aws_names: LocalNames, moto_endpoint: str) -> None:
+    # Given the session stack
+    # Then only its functions have an environment: not another name, not a resource that is no function
+    with pytest.raises(KeyError):
+        function_environment(local_aws_names, "NoSuchFunction", moto_endpoint)
+    with pytest.raises(KeyError):
+        function_environment(local_aws_names, "AlertsTable", moto_endpoint)
+
+
+def test_a_template_without_the_topic_parameter_is_an_error(moto_endpoint: str, tmp_path: Path) -> None:
+    # Given a template that does not name the Kafka topic
+    path = tmp_path / "template.yaml"
+    path.write_text("Resources:\n  Only:\n    Type: AWS::SNS::Topic\n")
+    # Then deploying it says what is missing
+    with pytest.raises(RuntimeError, match="TracesTopicName"):
+        deploy_stack(load_template(path), endpoint_url=moto_endpoint, stack_name=f"nt-{uuid.uuid4().hex[:8]}")
 
 
 def test_local_aws_names_fixture_creates_a_session_stack(
@@ -162,22 +181,27 @@ Resources:
         - IndexName: by_n
           KeySchema: [{AttributeName: n, KeyType: HASH}]
           Projection: {ProjectionType: KEYS_ONLY}
+          ProvisionedThroughput: {ReadCapacityUnits: 1, WriteCapacityUnits: 1}
       StreamSpecification: {StreamViewType: NEW_IMAGE}
   Events:
     Type: AWS::SNS::Topic
-    Properties: {TopicName: !Sub "${AWS::StackName}-events", FifoTopic: true, ContentBasedDeduplication: true}
+    Properties: {TopicName: !Sub "${AWS::StackName}-events.fifo", FifoTopic: true, ContentBasedDeduplication: true}
   Dlq:
     Type: AWS::SQS::Queue
     Properties: {QueueName: !Sub "${AWS::StackName}-dlq", VisibilityTimeout: 45}
 """
 
 
-def test_provisioned_tables_fifo_topics_and_queues(moto_endpoint: str) -> None:
-    template = load_template_text(SYNTHETIC)
-    names = resolve_names(template, stack_name=f"syn-{uuid.uuid4().hex[:8]}")
-    # When created twice (the second time must be a no-op)
-    create_aws_resources(template, names, moto_endpoint)
-    created = create_aws_resources(template, names, moto_endpoint)
+def test_provisioned_tables_fifo_topics_and_queues(moto_endpoint: str, tmp_path: Path) -> None:
+    # Given a plain CloudFormation template (no SAM transform) with other kinds of tables, topics and queues
+    path = tmp_path / "template.yaml"
+    path.write_text(SYNTHETIC)
+    template = load_template(path)
+    stack_name = f"syn-{uuid.uuid4().hex[:8]}"
+    # When deployed twice (the second time must be a no-op)
+    first = deploy_stack(template, endpoint_url=moto_endpoint, stack_name=stack_name)
+    created = deploy_stack(template, endpoint_url=moto_endpoint, stack_name=stack_name)
+    assert created == first
     clients = AwsClients(moto_endpoint)
     # Then the provisioned table keeps its throughput, its GSI and its stream
     table = clients.dynamodb().describe_table(TableName=created.name("Provisioned"))["Table"]
@@ -191,7 +215,7 @@ def test_provisioned_tables_fifo_topics_and_queues(moto_endpoint: str) -> None:
     assert attrs["FifoTopic"] == "true"
     # And the queue exists at the URL moto reports, with its attributes
     url = created.queues["Dlq"]
-    assert url.endswith(f"/{names.name('Dlq')}")
+    assert url.endswith(f"/{stack_name}-dlq")
     got = clients.sqs().get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])
     assert got["Attributes"]["VisibilityTimeout"] == "45"
     clients.sqs().send_message(QueueUrl=url, MessageBody=json.dumps({"ok": True}))

@@ -1,4 +1,4 @@
-"""Fixtures for the offline template tests (helpers and parameter sets: tests/template/support.py)."""
+"""Fixtures for the template tests (helpers and parameter sets: tests/template/support.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from tests.template.support import ACCOUNT, REGION, SCENARIOS, STACK, TEMPLATE_PATH, Deployment, translate
+from tests.template.support import REGION, SCENARIOS, TEMPLATE_PATH, Deployment
 
-from cotwatch_local.resources import context_for, load_template, resolve_names
+from cotwatch_local.cloudformation import load_template, translate
 
 
 @pytest.fixture(scope="session")
@@ -18,18 +18,21 @@ def template() -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def translated(template: dict[str, Any]) -> dict[str, Any]:
-    return translate(template)
+    """The plain CloudFormation the SAM translator makes of template.yaml (code locations packaged)."""
+    return translate(template, region=REGION)
 
 
 @pytest.fixture(scope="session")
-def deploy(translated: dict[str, Any]) -> Callable[..., Deployment]:
-    """``deploy(**parameters)``: the translated template for these parameter values (others: defaults)."""
+def deploy(translated: dict[str, Any], moto_endpoint: str) -> Callable[..., Deployment]:
+    """``deploy(**parameters)``: the stack moto creates for these parameter values (others: defaults).
+    One stack per distinct set of values, shared by the tests that ask for it."""
+    created: dict[frozenset[tuple[str, str]], Deployment] = {}
 
     def for_parameters(**parameters: str) -> Deployment:
-        names = resolve_names(
-            translated, stack_name=STACK, account_id=ACCOUNT, region=REGION, parameter_overrides=parameters
-        )
-        return Deployment(template=translated, context=context_for(translated, names))
+        key = frozenset(parameters.items())
+        if key not in created:
+            created[key] = Deployment(moto_endpoint, translated, parameters)
+        return created[key]
 
     return for_parameters
 

@@ -1,29 +1,41 @@
-"""Helpers for the offline template tests: the SAM translation of template.yaml (what CloudFormation
-deploys), that translation seen for one set of parameter values, and the parameter sets the tests use.
+"""Helpers for the template tests: template.yaml judged by the SAM translator and moto's CloudFormation.
 
-No Docker, AWS credentials or network: the translator runs with a stub for its one online lookup (managed
-policy ARNs), and conditions are evaluated by the local stack's template reader.
+A :class:`Deployment` is the translated template created by moto's ``create_stack`` on the session moto
+server for one set of parameter values. Tests read what moto created through the service APIs (tables,
+topics, roles, functions, ...). For what moto does not create (the Kafka mapping, alarms, the alias, the
+bucket policy, the alarm subscription) or creates but ignores in part (bucket lifecycle, table recovery),
+each property is also handed to moto as a stack output (``Fn::ToJsonString`` of the property, under the
+resource's condition), so moto evaluates parameters, conditions and references there too. No intrinsic
+function is evaluated by project code.
 """
 
 from __future__ import annotations
 
-import copy
+import itertools
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
-import pytest
-from samtranslator.translator.transform import transform
+import boto3
+from botocore.config import Config
 
 from cotwatch_local import repo_root
-from cotwatch_local.resources import NO_VALUE, TemplateContext
+from cotwatch_local.cloudformation import (
+    CAPABILITIES,
+    DUMMY_ACCESS_KEY,
+    DUMMY_SECRET_KEY,
+    AwsClients,
+    for_moto,
+    stage_artifacts,
+    without_nulls,
+)
 
-REPO: Path = repo_root()
-TEMPLATE_PATH: Path = REPO / "template.yaml"
+REPO = repo_root()
+TEMPLATE_PATH = REPO / "template.yaml"
 
-STACK = "cw-test"
-ACCOUNT = "111122223333"
+ACCOUNT = "123456789012"  # moto's account
 REGION = "eu-west-1"
 CLUSTER_ARN = f"arn:aws:kafka:{REGION}:{ACCOUNT}:cluster/traces/0b1c2d3e-aaaa-bbbb-cccc-0123456789ab-7"
 SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:AmazonMSK_cotwatch-AbCdEf"
@@ -65,79 +77,110 @@ SCENARIOS: dict[str, dict[str, str]] = {
     "provisioned": {**MSK_IAM, "ScorerProvisionedConcurrency": "2", "ScorerReservedConcurrency": "10"},
 }
 
+# Properties moto cannot evaluate as an output (it fails describe_stacks as a whole): the alias's !GetAtt
+# on a version (no attributes in moto), a !Ref to the layer (moto returns an object) and the dashboard body
+# (it names the alarms' ARNs, and alarms do not exist in moto). Tests read those from the translation.
+NOT_PROBED = {
+    ("AWS::Lambda::Alias", "FunctionVersion"),
+    ("AWS::Lambda::Function", "Layers"),
+    ("AWS::CloudWatch::Dashboard", "DashboardBody"),
+}
+PRESENT = "Present"
+_serial = itertools.count(1)
 
-class NoManagedPolicies:
-    """The translator's managed-policy loader, offline. It is only consulted to expand managed policy names
-    in a function's ``Policies``; the functions here have explicit roles, so an empty map is exact."""
 
-    def load(self) -> dict[str, str]:
-        return {}
-
-
-def packaged(template: Mapping[str, Any]) -> dict[str, Any]:
-    """The template as ``sam build`` + ``sam package`` hand it to CloudFormation: local code locations
-    replaced by S3 objects and the image by an ECR URI (the translator insists on those)."""
-    result = copy.deepcopy(dict(template))
-    for resource in result["Resources"].values():
-        props = resource.get("Properties", {})
-        if resource["Type"] == "AWS::Serverless::Function":
-            if props.get("PackageType") == "Image":
-                props["ImageUri"] = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/cotwatch:test"
-            else:
-                props["CodeUri"] = "s3://cotwatch-artifacts/function.zip"
-        elif resource["Type"] == "AWS::Serverless::LayerVersion":
-            props["ContentUri"] = "s3://cotwatch-artifacts/layer.zip"
+def with_probes(translated: Mapping[str, Any]) -> dict[str, Any]:
+    """The template moto creates (:func:`for_moto`), plus one output per property of every translated
+    resource and one marking that the resource exists, each under the resource's condition."""
+    result = for_moto(translated)
+    outputs = result["Outputs"]
+    for logical_id, resource in translated["Resources"].items():
+        condition = {"Condition": resource["Condition"]} if "Condition" in resource else {}
+        outputs[f"{PRESENT}{logical_id}"] = {"Value": "yes", **condition}
+        for name, value in resource.get("Properties", {}).items():
+            if (resource["Type"], name) not in NOT_PROBED:
+                outputs[f"P{logical_id}X{name}"] = {"Value": {"Fn::ToJsonString": {name: value}}, **condition}
     return result
 
 
-def translate(template: Mapping[str, Any]) -> dict[str, Any]:
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_DEFAULT_REGION", REGION)  # the translator builds partition-aware ARNs from it
-        translated: dict[str, Any] = transform(packaged(template), {}, NoManagedPolicies())
-    return translated
-
-
-def prune(value: Any, context: TemplateContext) -> Any:
-    """Take every ``Fn::If`` branch the conditions choose and drop ``AWS::NoValue``; leave other intrinsics."""
-    if isinstance(value, Mapping):
-        if set(value) == {"Fn::If"}:
-            condition, when_true, when_false = value["Fn::If"]
-            return prune(when_true if context.condition(condition) else when_false, context)
-        if dict(value) == {"Ref": "AWS::NoValue"}:
-            return NO_VALUE
-        pruned = {key: prune(item, context) for key, item in value.items()}
-        return {key: item for key, item in pruned.items() if item is not NO_VALUE}
-    if isinstance(value, list):
-        return [item for item in (prune(v, context) for v in value) if item is not NO_VALUE]
-    return value
-
-
-@dataclass(frozen=True)
+@dataclass
 class Deployment:
-    """The translated template as CloudFormation sees it for one set of parameter values."""
+    """One stack created by moto from the translated template, for one set of parameter values."""
 
-    template: Mapping[str, Any]
-    context: TemplateContext
+    endpoint_url: str
+    translated: Mapping[str, Any]
+    parameters: Mapping[str, str]
+    name: str = field(default_factory=lambda: f"cw{next(_serial):02d}")
 
-    def resources(self, type_: str | None = None) -> dict[str, Mapping[str, Any]]:
-        """Resources whose ``Condition`` holds, optionally of one type."""
-        return {
-            logical_id: resource
-            for logical_id, resource in self.template["Resources"].items()
-            if self.context.resource_condition_holds(resource) and type_ in (None, resource["Type"])
-        }
+    def __post_init__(self) -> None:
+        stage_artifacts(AwsClients(self.endpoint_url, REGION))
+        self.client("cloudformation").create_stack(
+            StackName=self.name,
+            TemplateBody=json.dumps(with_probes(self.translated)),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in self.parameters.items()],
+            Capabilities=CAPABILITIES,
+        )
+
+    def client(self, service: str) -> Any:
+        return self.client_for(self.endpoint_url, service)
+
+    @staticmethod
+    def client_for(endpoint_url: str, service: str) -> Any:
+        """A boto3 client for the moto server, in the tests' region, with dummy credentials."""
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=endpoint_url,
+            region_name=REGION,
+            aws_access_key_id=DUMMY_ACCESS_KEY,
+            aws_secret_access_key=DUMMY_SECRET_KEY,
+            config=Config(account_id_endpoint_mode="disabled"),
+        )
+
+    @cached_property
+    def outputs(self) -> dict[str, str]:
+        (stack,) = self.client("cloudformation").describe_stacks(StackName=self.name)["Stacks"]
+        return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+    @cached_property
+    def physical_ids(self) -> dict[str, str]:
+        """Logical id -> physical id of what moto created (skipped resources have no entry)."""
+        resources = self.client("cloudformation").describe_stack_resources(StackName=self.name)["StackResources"]
+        return {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources if r.get("PhysicalResourceId")}
+
+    def physical(self, logical_id: str) -> str:
+        return self.physical_ids[logical_id]
 
     def has(self, logical_id: str) -> bool:
-        return logical_id in self.resources()
+        """Whether the resource's condition holds (moto skips the output otherwise)."""
+        return f"{PRESENT}{logical_id}" in self.outputs
 
-    def raw(self, logical_id: str) -> dict[str, Any]:
-        """A resource's properties with conditions applied and the remaining intrinsics as written."""
-        props: dict[str, Any] = prune(self.resources()[logical_id].get("Properties", {}), self.context)
-        return props
+    def resources(self, type_: str) -> list[str]:
+        """Logical ids of the resources of a type that this deployment has."""
+        return [lid for lid, r in self.translated["Resources"].items() if r["Type"] == type_ and self.has(lid)]
 
-    def resolved(self, logical_id: str) -> dict[str, Any]:
-        """A resource's properties evaluated as far as parameters, pseudo parameters and the names of the
-        stack's tables, bucket and topics allow; what needs anything else (a role ARN, a function version)
-        is left out."""
-        props: dict[str, Any] = self.context.resolve(self.raw(logical_id), lenient=True)
-        return props
+    def properties(self, logical_id: str) -> dict[str, Any]:
+        """A resource's properties as moto evaluates them for this deployment."""
+        assert self.has(logical_id), f"{logical_id} is not part of this deployment"
+        prefix = f"P{logical_id}X"
+        merged: dict[str, Any] = {}
+        for key, value in self.outputs.items():
+            if key.startswith(prefix):
+                merged |= json.loads(value)
+        cleaned: dict[str, Any] = without_nulls(merged)
+        return cleaned
+
+    @property
+    def key_arn(self) -> str:
+        """The stack's customer managed KMS key."""
+        return f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{self.physical('DataKey')}"
+
+    def role_statements(self, role: str) -> list[dict[str, Any]]:
+        """The statements of the role's inline policies, as IAM (moto) holds them."""
+        iam = self.client("iam")
+        name = self.physical(role)
+        assert iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"] == []
+        statements: list[dict[str, Any]] = []
+        for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+            document = iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]
+            statements += without_nulls(document)["Statement"]
+        return statements

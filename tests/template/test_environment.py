@@ -1,30 +1,25 @@
 """Every setting a function reads is set by the template, and the local stack names what the template names.
 
-The settings models fail a cold start on a missing variable; these tests fail first. The local stack
-(``cotwatch_local.resources``) derives its resources and function environments from template.yaml, so the
-same reader is checked here against the template's own naming.
+The settings models fail a cold start on a missing variable; these tests fail first. The environments are
+the ones moto's CloudFormation gave the functions; the local stack (``cotwatch_local.cloudformation``) reads
+its names back from such a stack, so it is checked here against the template's own naming.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
+from tests.template.support import ACCOUNT, MSK_IAM, Deployment
 
 from cotwatch import config
-from cotwatch_local.resources import (
-    BUCKET,
-    CREATED_TYPES,
-    TABLE,
-    TOPIC,
-    TemplateContext,
-    function_environment,
-    resolve_names,
-)
+from cotwatch_local.cloudformation import BUCKET, TABLE, TOPIC, deploy_stack
 
 # Which settings model each function builds at import time (functions/*/app.py).
 SETTINGS_BY_FUNCTION: dict[str, type[BaseSettings]] = {
@@ -32,7 +27,6 @@ SETTINGS_BY_FUNCTION: dict[str, type[BaseSettings]] = {
     "RollupFunction": config.RollupSettings,
 }
 NAME_PROPERTY = {TABLE: "TableName", BUCKET: "BucketName", TOPIC: "TopicName"}
-STACK, ACCOUNT, REGION = "demo", "111122223333", "eu-west-1"
 
 
 def variables_read_by(model: type[BaseSettings]) -> set[str]:
@@ -77,13 +71,14 @@ def test_the_template_sets_every_variable_the_function_reads(template: dict[str,
 
 
 @pytest.mark.parametrize("function", sorted(SETTINGS_BY_FUNCTION))
-def test_the_resolved_environment_validates(
-    template: dict[str, Any], function: str, monkeypatch: pytest.MonkeyPatch
+def test_the_created_environment_validates(
+    template: dict[str, Any], deploy: Callable[..., Deployment], function: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given the function's environment with the template's defaults, resolved for a stack
-    names = resolve_names(template, stack_name=STACK, account_id=ACCOUNT, region=REGION)
-    env = function_environment(template, function, names)
-    # Then every declared variable resolves (none is dropped as unresolvable)
+    # Given the function as moto created it, with the template's defaults
+    stack = deploy(**MSK_IAM)
+    config_ = stack.client("lambda").get_function_configuration(FunctionName=stack.physical(function))
+    env = {key: str(value) for key, value in config_["Environment"]["Variables"].items()}
+    # Then every declared variable is set (none was dropped on the way)
     assert set(env) == declared_variables(template, function)
     # And the settings model accepts the values: the cold start would succeed
     for key in list(env) + sorted(variables_read_by(SETTINGS_BY_FUNCTION[function])):
@@ -91,38 +86,33 @@ def test_the_resolved_environment_validates(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = SETTINGS_BY_FUNCTION[function]()
-    assert settings.data_bucket == names.name("DataBucket")  # type: ignore[attr-defined]
-    assert settings.counters_table == names.name("CountersTable")  # type: ignore[attr-defined]
+    assert settings.data_bucket == stack.physical("DataBucket")  # type: ignore[attr-defined]
+    assert settings.counters_table == stack.physical("CountersTable")  # type: ignore[attr-defined]
 
 
-def expected_name(spec: Any) -> str:
-    """A name written as ``!Sub`` over pseudo parameters, evaluated for the demo stack."""
+def expected_name(spec: Any, stack: str, region: str) -> str:
+    """A name written as ``!Sub`` over pseudo parameters, spelled out for one stack (the test's expectation)."""
     assert isinstance(spec, dict) and set(spec) == {"Fn::Sub"}, spec
-    pseudo = {"AWS::StackName": STACK, "AWS::AccountId": ACCOUNT, "AWS::Region": REGION}
+    pseudo = {"AWS::StackName": stack, "AWS::AccountId": ACCOUNT, "AWS::Region": region}
     return re.sub(r"\$\{([^}]+)\}", lambda m: pseudo[m.group(1)], spec["Fn::Sub"])
 
 
-def test_the_local_stack_creates_the_templates_resources_under_the_templates_names(
-    template: dict[str, Any],
+def test_the_local_stack_reads_back_the_templates_resources_under_the_templates_names(
+    template: dict[str, Any], moto_endpoint: str
 ) -> None:
-    # Given the local stack's names for the demo stack (default parameters)
-    names = resolve_names(template, stack_name=STACK, account_id=ACCOUNT, region=REGION)
-    # And the tables, buckets and topics the template creates with those parameters
-    context = TemplateContext(template)
-    declared = {
-        lid: r
-        for lid, r in template["Resources"].items()
-        if r["Type"] in CREATED_TYPES and context.resource_condition_holds(r)
-    }
-    assert "AlarmTopic" in declared  # conditional: created when no AlarmTopicArn is given
-    # Then the local stack creates exactly those
-    assert set(names.resources) == set(declared)
+    # Given the local stack deployed with default parameters
+    stack = f"demo-{uuid.uuid4().hex[:6]}"
+    names = deploy_stack(template, endpoint_url=moto_endpoint, stack_name=stack)
+    # And the tables, buckets and topics the template declares
+    declared = {lid: r for lid, r in template["Resources"].items() if r["Type"] in NAME_PROPERTY}
+    assert "AlarmTopic" in declared  # conditional: created when no AlarmTopicArn is given (the default)
+    # Then the local stack has exactly those
+    local = {lid for lid, r in names.resources.items() if r.type in NAME_PROPERTY}
+    assert local == set(declared)
     # And names each one as the template does: ${AWS::StackName}-...
     for lid, resource in declared.items():
-        name = expected_name(resource["Properties"][NAME_PROPERTY[resource["Type"]]])
+        name = expected_name(resource["Properties"][NAME_PROPERTY[resource["Type"]]], stack, names.region)
         assert names.name(lid) == name
-        assert name.startswith(f"{STACK}-")
-    # And the ids other code resolves are among them
-    assert {"AlertsTable", "CountersTable", "TraceStateTable", "DataBucket", "AlertsTopic"} <= set(names.resources)
+        assert name.startswith(f"{stack}-")
     # And the Kafka topic is the template's TracesTopicName
     assert names.kafka_topic == template["Parameters"]["TracesTopicName"]["Default"]

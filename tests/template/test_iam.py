@@ -1,9 +1,12 @@
-"""Least privilege: each function's role allows the actions it uses, on the resources it uses them on."""
+"""Least privilege: each function's role allows the actions it uses, on the resources it uses them on.
+
+The statements are the roles' inline policies as moto's IAM holds them after creating the stack.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,18 +24,12 @@ from tests.template.support import (
     SECRETS_KEY_ARN,
     SELF_MANAGED_PUBLIC,
     SELF_MANAGED_VPC,
-    STACK,
     Deployment,
 )
 
-from cotwatch_local.resources import UnresolvableError
-
 Grants = dict[str, set[str]]
-"""Allowed action -> the resources it is allowed on (ARNs, or ``Logical.Attr`` where not resolvable)."""
+"""Allowed action -> the resources it is allowed on."""
 
-TABLE = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{STACK}"
-BUCKET = f"arn:aws:s3:::{STACK}-data-{ACCOUNT}-{REGION}"
-ALERTS_TOPIC = f"arn:aws:sns:{REGION}:{ACCOUNT}:{STACK}-alerts"
 CLUSTER_PATH = "traces/0b1c2d3e-aaaa-bbbb-cccc-0123456789ab-7"
 # EC2 network-interface actions support no resource-level scoping; nothing else may be granted on "*".
 ENI_ACTIONS = {
@@ -45,24 +42,12 @@ ENI_ACTIONS = {
 }
 
 
-def describe(value: Any, stack: Deployment) -> str:
-    """An ARN as far as the stack resolves it; ``X.Arn`` for a ``!GetAtt`` on something it cannot."""
-    try:
-        return str(stack.context.resolve(value))
-    except UnresolvableError:
-        if isinstance(value, Mapping) and "Fn::GetAtt" in value:
-            return ".".join(value["Fn::GetAtt"])
-        return json.dumps(value, sort_keys=True)
-
-
 def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
 def statements(stack: Deployment, role: str) -> list[dict[str, Any]]:
-    props = stack.raw(role)
-    assert "ManagedPolicyArns" not in props, "managed policies are not scoped to this stack's resources"
-    return [s for policy in props["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    return stack.role_statements(role)
 
 
 def grants(stack: Deployment, role: str) -> Grants:
@@ -70,8 +55,19 @@ def grants(stack: Deployment, role: str) -> Grants:
     for statement in statements(stack, role):
         assert statement["Effect"] == "Allow"
         for action in as_list(statement["Action"]):
-            result.setdefault(action, set()).update(describe(r, stack) for r in as_list(statement["Resource"]))
+            result.setdefault(action, set()).update(as_list(statement["Resource"]))
     return result
+
+
+def arns(stack: Deployment) -> dict[str, str]:
+    """The ARNs the grants should name, for this stack."""
+    name = stack.name
+    return {
+        "table": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}",
+        "bucket": f"arn:aws:s3:::{name}-data-{ACCOUNT}-{REGION}",
+        "topic": f"arn:aws:sns:{REGION}:{ACCOUNT}:{name}-alerts",
+        "logs": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/cotwatch/{name}",
+    }
 
 
 @cache
@@ -97,12 +93,24 @@ def test_each_function_runs_under_its_own_explicit_role(translated: dict[str, An
     assert all(resources[role]["Type"] == "AWS::IAM::Role" for role in roles.values())
 
 
+def test_the_functions_moto_creates_run_under_those_roles(deploy: Callable[..., Deployment]) -> None:
+    # Given the functions as moto created them
+    stack = deploy(**MSK_IAM)
+    lam, iam = stack.client("lambda"), stack.client("iam")
+    for function, role in (("ScoreTracesFunction", "ScorerRole"), ("RollupFunction", "RollupRole")):
+        # Then each runs under its own role, which only Lambda may assume
+        config = lam.get_function_configuration(FunctionName=stack.physical(function))
+        assert config["Role"] == iam.get_role(RoleName=stack.physical(role))["Role"]["Arn"]
+        trust = iam.get_role(RoleName=stack.physical(role))["Role"]["AssumeRolePolicyDocument"]
+        assert [s["Principal"] for s in trust["Statement"]] == [{"Service": "lambda.amazonaws.com"}]
+
+
 @pytest.mark.parametrize("role", ["ScorerRole", "RollupRole"])
 def test_no_wildcard_actions_and_no_wildcard_resources_on_data(scenario: Deployment, role: str) -> None:
     # Given each deployment scenario
     for statement in statements(scenario, role):
         actions = as_list(statement["Action"])
-        resources = [describe(r, scenario) for r in as_list(statement["Resource"])]
+        resources = as_list(statement["Resource"])
         # Then every action is spelled out and exists in IAM
         assert not [a for a in actions if "*" in a], statement
         assert not [a for a in actions if a.lower() not in iam_actions()], statement
@@ -115,11 +123,13 @@ def test_no_wildcard_actions_and_no_wildcard_resources_on_data(scenario: Deploym
 
 def test_the_scorer_gets_exactly_what_its_adapters_call(deploy: Callable[..., Deployment]) -> None:
     # Given MSK with IAM auth and the stack's own KMS key (the defaults)
-    granted = grants(deploy(**MSK_IAM), "ScorerRole")
+    stack = deploy(**MSK_IAM)
+    granted = grants(stack, "ScorerRole")
+    TABLE, BUCKET, ALERTS_TOPIC, LOGS = arns(stack).values()  # noqa: N806
     # Then these are all its permissions
     assert granted == {
-        "logs:CreateLogStream": {"ScorerLogGroup.Arn"},
-        "logs:PutLogEvents": {"ScorerLogGroup.Arn"},
+        "logs:CreateLogStream": {f"{LOGS}/score-traces"},
+        "logs:PutLogEvents": {f"{LOGS}/score-traces"},
         "dynamodb:GetItem": {f"{TABLE}-alerts"},
         "dynamodb:PutItem": {f"{TABLE}-alerts", f"{TABLE}-trace-state", f"{TABLE}-counters"},
         "dynamodb:UpdateItem": {f"{TABLE}-alerts", f"{TABLE}-counters"},
@@ -128,10 +138,10 @@ def test_the_scorer_gets_exactly_what_its_adapters_call(deploy: Callable[..., De
         "s3:PutObject": {f"{BUCKET}/dead-letters/*", f"{BUCKET}/aws/lambda/*"},
         "s3:ListBucket": {BUCKET},
         "sns:Publish": {ALERTS_TOPIC},
-        "kms:Decrypt": {"DataKey.Arn"},
-        "kms:DescribeKey": {"DataKey.Arn"},
-        "kms:Encrypt": {"DataKey.Arn"},
-        "kms:GenerateDataKey": {"DataKey.Arn"},
+        "kms:Decrypt": {stack.key_arn},
+        "kms:DescribeKey": {stack.key_arn},
+        "kms:Encrypt": {stack.key_arn},
+        "kms:GenerateDataKey": {stack.key_arn},
         # the event source mapping: the cluster, and IAM access to the topic and the consumer group
         "kafka:DescribeClusterV2": {CLUSTER_ARN},
         "kafka:GetBootstrapBrokers": {CLUSTER_ARN},
@@ -139,8 +149,8 @@ def test_the_scorer_gets_exactly_what_its_adapters_call(deploy: Callable[..., De
         "kafka-cluster:DescribeClusterDynamicConfiguration": {CLUSTER_ARN},
         "kafka-cluster:DescribeTopic": {f"arn:aws:kafka:{REGION}:{ACCOUNT}:topic/{CLUSTER_PATH}/cotwatch-traces"},
         "kafka-cluster:ReadData": {f"arn:aws:kafka:{REGION}:{ACCOUNT}:topic/{CLUSTER_PATH}/cotwatch-traces"},
-        "kafka-cluster:AlterGroup": {f"arn:aws:kafka:{REGION}:{ACCOUNT}:group/{CLUSTER_PATH}/{STACK}-scorer"},
-        "kafka-cluster:DescribeGroup": {f"arn:aws:kafka:{REGION}:{ACCOUNT}:group/{CLUSTER_PATH}/{STACK}-scorer"},
+        "kafka-cluster:AlterGroup": {f"arn:aws:kafka:{REGION}:{ACCOUNT}:group/{CLUSTER_PATH}/{stack.name}-scorer"},
+        "kafka-cluster:DescribeGroup": {f"arn:aws:kafka:{REGION}:{ACCOUNT}:group/{CLUSTER_PATH}/{stack.name}-scorer"},
         **{action: {"*"} for action in ENI_ACTIONS},
     }
 
@@ -150,7 +160,7 @@ def test_the_key_is_usable_only_through_the_services_that_hold_data(deploy: Call
     stack = deploy(**MSK_IAM)
     for role, services in (("ScorerRole", {"dynamodb", "s3", "sns"}), ("RollupRole", {"dynamodb", "s3"})):
         (statement,) = [s for s in statements(stack, role) if str(s["Action"]).startswith("['kms:")]
-        via = stack.context.resolve(statement["Condition"])["StringEquals"]["kms:ViaService"]
+        via = statement["Condition"]["StringEquals"]["kms:ViaService"]
         # Then they hold only via those services
         assert set(via) == {f"{service}.{REGION}.amazonaws.com" for service in services}
 
@@ -174,16 +184,14 @@ def test_secrets_are_readable_only_when_an_auth_mode_needs_them(deploy: Callable
     assert "kafka-cluster:Connect" not in scram  # IAM access is for IAM auth only
     # Given mTLS with the default aws/secretsmanager key: no grant on any other key
     mtls = grants(deploy(**{**MSK_SCRAM, "KafkaAuth": "mtls", "KafkaSecretsKmsKeyArn": ""}), "ScorerRole")
-    assert mtls["kms:Decrypt"] == {"DataKey.Arn"}
+    assert mtls["kms:Decrypt"] == {deploy(**{**MSK_SCRAM, "KafkaAuth": "mtls", "KafkaSecretsKmsKeyArn": ""}).key_arn}
     # Given self-managed SCRAM with a private CA and a customer key on the secrets
     stack = deploy(**SELF_MANAGED_VPC)
     vpc = grants(stack, "ScorerRole")
     assert vpc["secretsmanager:GetSecretValue"] == {SECRET_ARN, CA_SECRET_ARN}
     (decrypt,) = [s for s in statements(stack, "ScorerRole") if s.get("Sid") == "DecryptKafkaSecrets"]
-    assert (decrypt["Action"], describe(decrypt["Resource"], stack)) == ("kms:Decrypt", SECRETS_KEY_ARN)
-    assert stack.context.resolve(decrypt["Condition"]) == {
-        "StringEquals": {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"}
-    }
+    assert (decrypt["Action"], decrypt["Resource"]) == ("kms:Decrypt", SECRETS_KEY_ARN)
+    assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"}}
 
 
 def test_network_interfaces_only_when_the_event_source_lives_in_a_vpc(deploy: Callable[..., Deployment]) -> None:
@@ -197,27 +205,35 @@ def test_network_interfaces_only_when_the_event_source_lives_in_a_vpc(deploy: Ca
 
 def test_the_rollup_reads_counters_and_writes_rollups_only(deploy: Callable[..., Deployment]) -> None:
     # Given the roll-up's role
-    granted = grants(deploy(**MSK_IAM), "RollupRole")
+    stack = deploy(**MSK_IAM)
+    granted = grants(stack, "RollupRole")
+    TABLE, BUCKET, _, LOGS = arns(stack).values()  # noqa: N806
     # Then it queries the counters table and writes under rollups/, nothing else
     assert granted == {
-        "logs:CreateLogStream": {"RollupLogGroup.Arn"},
-        "logs:PutLogEvents": {"RollupLogGroup.Arn"},
+        "logs:CreateLogStream": {f"{LOGS}/rollup-counters"},
+        "logs:PutLogEvents": {f"{LOGS}/rollup-counters"},
         "dynamodb:Query": {f"{TABLE}-counters"},
         "s3:PutObject": {f"{BUCKET}/rollups/*"},
-        "kms:Decrypt": {"DataKey.Arn"},
-        "kms:DescribeKey": {"DataKey.Arn"},
-        "kms:GenerateDataKey": {"DataKey.Arn"},
+        "kms:Decrypt": {stack.key_arn},
+        "kms:DescribeKey": {stack.key_arn},
+        "kms:GenerateDataKey": {stack.key_arn},
     }
 
 
 def test_object_grants_follow_the_prefixes_the_functions_are_configured_with(
-    deploy: Callable[..., Deployment], template: dict[str, Any]
+    deploy: Callable[..., Deployment],
 ) -> None:
-    # Given the prefixes in the functions' environment
-    resources = template["Resources"]
-    dead_letters = resources["ScoreTracesFunction"]["Properties"]["Environment"]["Variables"]["DEAD_LETTER_PREFIX"]
-    rollups = resources["RollupFunction"]["Properties"]["Environment"]["Variables"]["ROLLUP_PREFIX"]
+    # Given the prefixes in the functions' environment, as moto created the functions
     stack = deploy(**MSK_IAM)
+    lam = stack.client("lambda")
+
+    def variable(function: str, name: str) -> str:
+        config = lam.get_function_configuration(FunctionName=stack.physical(function))
+        return str(config["Environment"]["Variables"][name])
+
+    dead_letters = variable("ScoreTracesFunction", "DEAD_LETTER_PREFIX")
+    rollups = variable("RollupFunction", "ROLLUP_PREFIX")
+    BUCKET = arns(stack)["bucket"]  # noqa: N806
     # Then each function may write exactly there
     assert f"{BUCKET}/{dead_letters}*" in grants(stack, "ScorerRole")["s3:PutObject"]
     assert grants(stack, "RollupRole")["s3:PutObject"] == {f"{BUCKET}/{rollups}*"}

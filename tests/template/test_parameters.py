@@ -1,45 +1,65 @@
-"""Parameters: the Rules that reject inconsistent combinations, and their documentation."""
+"""Parameters: the Rules that reject inconsistent combinations, and their documentation.
+
+CloudFormation evaluates Rules before any change; moto does not. Rule conditions and assertions are condition
+functions over parameters, so each rule is handed to moto as conditions of a stack that has one output per
+broken assertion: moto evaluates them for the parameter values, nothing here does.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from tests.template.support import CLUSTER_ARN, MSK_SCRAM, REPO, SCENARIOS, SELF_MANAGED_VPC
+from tests.template.support import CLUSTER_ARN, MSK_SCRAM, REPO, SCENARIOS, SELF_MANAGED_VPC, Deployment
 
-from cotwatch_local.resources import TemplateContext
-
-
-def holds(expression: Mapping[str, Any], context: TemplateContext) -> bool:
-    """Evaluate a rule expression (Equals/Not/And/Or over parameters), as CloudFormation does at deploy."""
-    ((function, argument),) = expression.items()
-    if function == "Fn::Equals":
-        left, right = (context.resolve(side) for side in argument)
-        return str(left) == str(right)
-    if function == "Fn::Not":
-        return not holds(argument[0], context)
-    if function == "Fn::And":
-        return all(holds(item, context) for item in argument)
-    if function == "Fn::Or":
-        return any(holds(item, context) for item in argument)
-    raise AssertionError(f"unexpected rule function {function}")
+_serial = itertools.count(1)
 
 
-def violations(template: dict[str, Any], **parameters: str) -> list[str]:
-    """AssertDescriptions of the rule assertions these parameter values break."""
-    context = TemplateContext(template, parameter_overrides=parameters)
-    broken: list[str] = []
-    for rule in template["Rules"].values():
-        if "RuleCondition" in rule and not holds(rule["RuleCondition"], context):
-            continue
-        broken += [a["AssertDescription"] for a in rule["Assertions"] if not holds(a["Assert"], context)]
+def rules_as_conditions(template: dict[str, Any]) -> dict[str, Any]:
+    """A template with the original parameters whose outputs are the AssertDescriptions of broken rules."""
+    conditions: dict[str, Any] = {}
+    outputs: dict[str, Any] = {}
+    for r, rule in enumerate(template["Rules"].values()):
+        applies = rule.get("RuleCondition", {"Fn::Equals": ["1", "1"]})
+        for a, assertion in enumerate(rule["Assertions"]):
+            conditions[f"Broken{r}x{a}"] = {"Fn::And": [applies, {"Fn::Not": [assertion["Assert"]]}]}
+            outputs[f"Broken{r}x{a}"] = {"Condition": f"Broken{r}x{a}", "Value": assertion["AssertDescription"]}
+    return {
+        "Parameters": template["Parameters"],
+        "Conditions": conditions,
+        # moto's null resource: a stack needs one
+        "Resources": {"Nothing": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Outputs": outputs,
+    }
+
+
+@pytest.fixture(scope="module")
+def violations(template: dict[str, Any], moto_endpoint: str) -> Callable[..., list[str]]:
+    """``violations(**parameters)``: AssertDescriptions of the rule assertions these values break."""
+    body = json.dumps(rules_as_conditions(template))
+
+    def broken(**parameters: str) -> list[str]:
+        cfn = Deployment.client_for(moto_endpoint, "cloudformation")
+        name = f"rules{next(_serial):03d}"
+        cfn.create_stack(
+            StackName=name,
+            TemplateBody=body,
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        )
+        (stack,) = cfn.describe_stacks(StackName=name)["Stacks"]
+        return [str(o["OutputValue"]) for o in stack.get("Outputs", [])]
+
     return broken
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_the_documented_scenarios_pass_the_rules(template: dict[str, Any], name: str) -> None:
-    assert violations(template, **SCENARIOS[name]) == []
+def test_the_documented_scenarios_pass_the_rules(violations: Callable[..., list[str]], name: str) -> None:
+    # Given a documented deployment scenario
+    # Then no rule rejects it
+    assert violations(**SCENARIOS[name]) == []
 
 
 @pytest.mark.parametrize(
@@ -67,11 +87,11 @@ def test_the_documented_scenarios_pass_the_rules(template: dict[str, Any], name:
     ],
 )
 def test_inconsistent_parameters_are_rejected_before_any_change(
-    template: dict[str, Any], parameters: dict[str, str], message: str
+    violations: Callable[..., list[str]], parameters: dict[str, str], message: str
 ) -> None:
     # Given a combination the parameter types alone accept
     # When the template's Rules are evaluated (CloudFormation does so before creating a change set)
-    broken = violations(template, **parameters)
+    broken = violations(**parameters)
     # Then exactly that rule fails, with a message that says what is missing
     assert len(broken) == 1
     assert message in broken[0]
