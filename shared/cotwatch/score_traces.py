@@ -38,6 +38,7 @@ from cotwatch.ports import (
     TraceStateStore,
 )
 from cotwatch.trace import TraceChunk
+from cotwatch.tracking import TokenCounter, chunk_increments, with_alerts, word_count
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class RecordReport:
     assessment: ChunkAssessment | None = None
     state: TraceState | None = None  # the trace's state after this chunk (None: already covered)
     prior_peak: dict[str, float] = field(default_factory=dict)  # the trace's peaks before this chunk
+    prior_state: TraceState | None = None  # the trace's state before this chunk: what its counters derive from
     outcome: Outcome | None = None
     alerts_created: int = 0
     alerts_escalated: int = 0
@@ -192,6 +194,7 @@ class ScoreTraces:
         counters: CounterStore,
         dead_letters: DeadLetterSink,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        count_tokens: TokenCounter = word_count,
     ) -> None:
         self._monitor = monitor
         self._alerts = alerts
@@ -200,6 +203,7 @@ class ScoreTraces:
         self._counters = counters
         self._dead_letters = dead_letters
         self._clock = clock
+        self._count_tokens = count_tokens
 
     def process_batch(self, batch: KafkaBatch) -> BatchReport:
         reports = [
@@ -247,9 +251,11 @@ class ScoreTraces:
         for (report, chunk), result in zip(fresh, results, strict=True):
             before = running.get(chunk.trace_key)
             report.prior_peak = dict(before.peak) if before else {}
-            running[chunk.trace_key] = result.state
+            report.prior_state = before
+            state = with_alerts(result.state, before, result.assessment)
+            running[chunk.trace_key] = state
             report.assessment = result.assessment
-            report.state = result.state
+            report.state = state
         for report, chunk in replayed:
             if self._counters.applied(report.effect_id):
                 report.outcome = Outcome.SCORED  # done by an earlier delivery
@@ -259,6 +265,7 @@ class ScoreTraces:
             [result] = self._monitor.assess_batch([chunk], {chunk.trace_key: alone})
             report.assessment = result.assessment
             report.prior_peak = dict(stored.peak)  # the trace was counted as flagged when it first crossed
+            report.prior_state = stored
 
     def _apply(self, report: RecordReport, chunk: TraceChunk) -> None:
         if report.assessment is None:
@@ -276,30 +283,11 @@ class ScoreTraces:
                 report.notifications += 1
         # Counters before state: a retry after a crash in between still derives the same increments.
         report.counted = self._counters.apply_once(
-            report.effect_id, self._increments(chunk, report.assessment, report.prior_peak)
+            report.effect_id, chunk_increments(chunk, report.assessment, report.prior_state, self._count_tokens)
         )
         if report.state is not None:  # None for a redelivered chunk the stored state already covers
             self._states.put(report.state)
         report.outcome = Outcome.SCORED
-
-    def _increments(
-        self, chunk: TraceChunk, assessment: ChunkAssessment, prior_peak: dict[str, float]
-    ) -> Counter[CounterKey]:
-        hour = CounterKey.hour_of(chunk.created_at)
-
-        def key(metric: str, category: str = "-") -> CounterKey:
-            return CounterKey(hour=hour, tenant=chunk.tenant, model=chunk.model, metric=metric, category=category)
-
-        counts: Counter[CounterKey] = Counter({key("chunks"): 1})
-        if chunk.seq == 0:
-            counts[key("traces")] += 1
-        for finding in assessment.flagged:
-            counts[key("flagged_chunks", finding.category)] += 1
-            counts[key(f"severity_{finding.severity}", finding.category)] += 1
-            if prior_peak.get(finding.category, 0.0) < 0.5:
-                # First chunk of the trace over threshold: derived from state, so exact under redelivery.
-                counts[key("flagged_traces", finding.category)] += 1
-        return counts
 
     def _count_skipped(self, report: RecordReport, skipped: Skipped) -> None:
         hour = CounterKey.hour_of(self._clock())

@@ -13,6 +13,7 @@ from cotwatch.config import RollupSettings, ScorerSettings
 from cotwatch.detection.factory import build_monitor
 from cotwatch.rollup import RollupCounters, S3RollupWriter
 from cotwatch.score_traces import ScoreTraces
+from cotwatch.tracking import model_token_counter
 
 
 def build_score_traces(settings: ScorerSettings) -> ScoreTraces:
@@ -29,6 +30,7 @@ def build_score_traces(settings: ScorerSettings) -> ScoreTraces:
         states=DynamoTraceStateStore(settings.trace_state_table, ttl_days=settings.trace_state_ttl_days),
         counters=DynamoCounterStore(settings.counters_table, ttl_days=settings.counter_ttl_days),
         dead_letters=S3DeadLetterSink(settings.data_bucket, prefix=settings.dead_letter_prefix),
+        count_tokens=model_token_counter(settings.embedding_model),
     )
 
 

@@ -49,9 +49,18 @@ def test_unsafe_chunk_raises_one_alert_and_publishes_it(use_case: ScoreTraces, a
 
 
 def test_benign_chunk_raises_nothing_but_is_counted(use_case: ScoreTraces, adapters: Adapters) -> None:
+    # Given a benign chunk; When it is scored; Then no alert, and its trace, chunk, words and scores are counted
     _run(use_case, [_record(0, _chunk(BENIGN))])
     assert adapters.alerts.items == {}
-    assert {k.metric: v for k, v in adapters.counters.counts.items()} == {"chunks": 1, "traces": 1}
+    counts = {(k.metric, k.category): v for k, v in adapters.counters.counts.items()}
+    # The hashing embedder has no tokenizer: the unit tests' token count is a whitespace word count.
+    assert counts == {
+        ("chunks", "-"): 1,
+        ("traces", "-"): 1,
+        ("tokens", "-"): len(BENIGN.split()),
+        ("score_bucket_00", "cyber"): 1,
+        ("score_bucket_00", "bio_chem"): 1,
+    }
 
 
 def test_redelivery_changes_nothing(use_case: ScoreTraces, adapters: Adapters) -> None:
