@@ -1,7 +1,7 @@
 """The ``rollup_counters`` Lambda handler around the :class:`~cotwatch.rollup.RollupCounters` use case.
 
-Invoked by an EventBridge schedule (rolls up the hour before the event's ``time``) or by hand with
-``{"hour": "2026-11-26T15"}`` to backfill.
+Invoked by an EventBridge schedule (rolls up the hour before the event's ``time``; hour 23 also compacts its
+day) or by hand with ``{"hour": "2026-11-26T15"}`` to backfill, or ``{"day": "2026-11-26"}`` to compact a day.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cotwatch import observability as obs
-from cotwatch.rollup import RollupCounters, parse_hour, previous_hour
+from cotwatch.rollup import RollupCounters, parse_day, parse_hour, previous_hour
 
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
@@ -27,6 +27,11 @@ def make_handler(rollup: RollupCounters, *, logger: Logger | None = None, metric
     @logger.inject_lambda_context
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        if event.get("day"):
+            day = parse_day(str(event["day"]))
+            location, rows = rollup.compact(day)
+            logger.info("compacted a day of roll-ups", extra={"day": day, "rows": rows, "location": location})
+            return {"day": day, "rows": rows, "location": location}
         if event.get("hour"):
             hour = parse_hour(str(event["hour"]))
         else:
