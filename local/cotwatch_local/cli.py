@@ -15,9 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from cotwatch.trace import TraceChunk, TraceDocument
+from cotwatch.trace import TraceChunk
 
 SCHEMA_PATH = Path(str(importlib.resources.files("cotwatch") / "data" / "trace_chunk.schema.json"))
 
@@ -33,34 +31,97 @@ def _stack_info() -> Any:
 
 def read_chunks(path: Path, chunk_chars: int) -> list[TraceChunk]:
     """Lines are whole traces (``reasoning``/``answer``) or ready chunks (``text``); errors name the line."""
+    from cotwatch_local.produce import BadLineError, parse_line
+
     chunks: list[TraceChunk] = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            raw = json.loads(line)
-            if isinstance(raw, dict) and "text" in raw:
-                chunks.append(TraceChunk.model_validate(raw))
-            else:
-                chunks.extend(TraceDocument.model_validate(raw).to_chunks(chunk_chars))
-        except (json.JSONDecodeError, ValidationError) as exc:
-            raise SystemExit(f"{path}:{number}: not a trace or chunk: {exc}") from exc
+            chunks.extend(parse_line(path, number, line, chunk_chars))
+        except BadLineError as exc:
+            raise SystemExit(str(exc)) from exc
     return chunks
+
+
+def _produce_target(args: argparse.Namespace) -> tuple[str, str]:
+    bootstrap, topic = args.bootstrap_servers, args.topic
+    if not (bootstrap and topic):
+        info = _stack_info()
+        bootstrap, topic = bootstrap or info.kafka_bootstrap_servers, topic or info.names.kafka_topic
+    return str(bootstrap), str(topic)
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
     from cotwatch_local.adapters.kafka_producer import TraceProducer
 
-    if not Path(args.file).is_file():
+    if (args.file is None) == (args.from_otlp is None):
+        raise SystemExit("give a JSONL file or --from-otlp FILE (one of them)")
+    if args.from_otlp is not None:
+        return _produce_otlp(args)
+    path = Path(args.file)
+    if not path.is_file():
         raise SystemExit(f"no such file: {args.file}")
-    chunks = read_chunks(Path(args.file), args.chunk_chars)
-    bootstrap, topic = args.bootstrap_servers, args.topic
-    if not (bootstrap and topic):
-        info = _stack_info()
-        bootstrap, topic = bootstrap or info.kafka_bootstrap_servers, topic or info.names.kafka_topic
+    if args.follow:
+        return _produce_follow(args, path)
+    if args.idle_exit is not None:
+        raise SystemExit("--idle-exit goes with --follow")
+    chunks = read_chunks(path, args.chunk_chars)
+    bootstrap, topic = _produce_target(args)
     with TraceProducer(bootstrap, topic) as producer:
         sent = producer.send(chunks)
     print(f"published {sent} chunks of {len({c.trace_key for c in chunks})} traces to {topic} at {bootstrap}")
+    return 0
+
+
+def _produce_follow(args: argparse.Namespace, path: Path) -> int:
+    import signal
+    import threading
+
+    from cotwatch_local.adapters.kafka_producer import TraceProducer
+    from cotwatch_local.produce import follow_jsonl
+
+    if args.idle_exit is not None and args.idle_exit <= 0:
+        raise SystemExit("--idle-exit must be a positive number of seconds")
+    stop = threading.Event()
+    bootstrap, topic = _produce_target(args)
+    # SIGINT ends the tail between lines: what was read is published and the producer flushed.
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        with TraceProducer(bootstrap, topic) as producer:
+            stats = follow_jsonl(
+                path,
+                producer.send,
+                chunk_chars=args.chunk_chars,
+                stop=stop,
+                idle_exit_s=args.idle_exit,
+                on_bad_line=lambda message: print(message, file=sys.stderr),
+            )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    print(
+        f"published {stats.chunks} chunks of {len(stats.traces)} traces from {stats.lines} lines "
+        f"to {topic} at {bootstrap}" + (f"; {len(stats.bad_lines)} bad lines skipped" if stats.bad_lines else "")
+    )
+    return 1 if stats.bad_lines else 0
+
+
+def _produce_otlp(args: argparse.Namespace) -> int:
+    from cotwatch_local.adapters.kafka_producer import TraceProducer
+    from cotwatch_local.produce import read_otlp_exports
+
+    if args.follow or args.idle_exit is not None:
+        raise SystemExit("--follow and --idle-exit go with a JSONL file, not --from-otlp")
+    exports = read_otlp_exports(Path(args.from_otlp), args.otlp_encoding)
+    bootstrap, topic = _produce_target(args)
+    with TraceProducer(bootstrap, topic) as producer:
+        for export in exports:
+            producer.send_raw(export.value, headers=export.headers)
+    spans, skipped = sum(e.spans for e in exports), sum(e.skipped for e in exports)
+    print(
+        f"published {len(exports)} {exports[0].encoding} exports ({spans} spans, {spans - skipped} with GenAI text) "
+        f"to {topic} at {bootstrap}"
+    )
     return 0
 
 
@@ -178,8 +239,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep-running", action="store_true", help="leave the stack up afterwards")
     demo.set_defaults(func=cmd_demo)
 
-    produce = sub.add_parser("produce", help="publish traces (JSONL) to Kafka, split into chunks")
-    produce.add_argument("file")
+    produce = sub.add_parser("produce", help="publish traces (JSONL, or an OTLP export) to Kafka, split into chunks")
+    produce.add_argument("file", nargs="?", help="JSONL: one trace or chunk per line")
+    produce.add_argument("--follow", action="store_true", help="keep tailing the file, publishing lines as they come")
+    produce.add_argument(
+        "--idle-exit", type=float, metavar="S", help="with --follow: stop after S seconds without data"
+    )
+    produce.add_argument("--from-otlp", metavar="FILE", help="publish an OTLP trace export (otlp_proto or otlp_json)")
+    produce.add_argument("--otlp-encoding", choices=["otlp_proto", "otlp_json"], help="default: from the content")
     produce.add_argument("--bootstrap-servers", help="default: the local stack's broker")
     produce.add_argument("--topic", help="default: the local stack's traces topic")
     produce.add_argument("--chunk-chars", type=int, default=1500)

@@ -38,9 +38,11 @@ class TraceProducer:
             future.get(timeout=30)  # surfaces a delivery error instead of losing the chunk silently
         return len(futures)
 
-    def send_raw(self, value: bytes | None, key: bytes | None = None) -> None:
-        """Send bytes as they are (tests use this for malformed records)."""
-        self._producer.send(self._topic, key=key, value=value).get(timeout=30)
+    def send_raw(
+        self, value: bytes | None, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
+        """Send bytes as they are (OTLP exports; tests use this for malformed records)."""
+        self._producer.send(self._topic, key=key, value=value, headers=headers or []).get(timeout=30)
 
     def close(self) -> None:
         self._producer.close()
