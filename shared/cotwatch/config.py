@@ -6,8 +6,36 @@ this), so a misconfigured deployment fails at cold start with a clear message in
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import re
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from cotwatch.otlp import ENCODINGS, OTLP_PROTO
+
+_KAFKA_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+def parse_otlp_topics(value: object) -> dict[str, str]:
+    """``OTLP_TOPICS``: comma-separated ``topic`` or ``topic=encoding`` (otlp_proto, the Collector's default,
+    when left out). Records on these topics are OTLP exports unless their headers say otherwise."""
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    if not isinstance(value, str):
+        raise ValueError("expected a comma-separated list of topic[=encoding]")
+    topics: dict[str, str] = {}
+    for entry in filter(None, (e.strip() for e in value.split(","))):
+        topic, _, encoding = (part.strip() for part in entry.partition("="))
+        encoding = encoding or OTLP_PROTO
+        if not _KAFKA_TOPIC.match(topic):
+            raise ValueError(f"{topic!r} is not a Kafka topic name (letters, digits, '.', '_', '-'; at most 249)")
+        if encoding not in ENCODINGS:
+            raise ValueError(f"topic {topic!r}: encoding {encoding!r} is not one of {', '.join(ENCODINGS)}")
+        if topics.get(topic, encoding) != encoding:
+            raise ValueError(f"topic {topic!r} is listed with two encodings")
+        topics[topic] = encoding
+    return topics
 
 
 class _Settings(BaseSettings):
@@ -33,6 +61,16 @@ class ScorerSettings(_Settings):
     counter_ttl_days: int = Field(default=400, ge=1, validation_alias="COUNTER_TTL_DAYS")
     calibration_path: str | None = Field(default=None, validation_alias="CALIBRATION_PATH")
     taxonomy_path: str | None = Field(default=None, validation_alias="TAXONOMY_PATH")
+    otlp_topics: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        validation_alias="OTLP_TOPICS",
+        description="Topics whose records are OTLP exports: 'topic' or 'topic=otlp_json', comma-separated.",
+    )
+
+    @field_validator("otlp_topics", mode="before")
+    @classmethod
+    def _otlp_topics(cls, value: object) -> dict[str, str]:
+        return parse_otlp_topics(value)
 
 
 class RollupSettings(_Settings):

@@ -24,6 +24,7 @@ RECORDS_FAILED: Final = "RecordsFailed"  # reported to Lambda as batch item fail
 ALERTS_RAISED: Final = "AlertsRaised"  # alarmed: AlertRateAlarm (alert-rate spike)
 ALERTS_ESCALATED: Final = "AlertsEscalated"
 WINDOWS_SCORED: Final = "WindowsScored"
+SPANS_SKIPPED: Final = "SpansSkipped"  # OTLP spans that are not GenAI spans or carry no text: counted, not errors
 ROLLUP_ROWS_WRITTEN: Final = "RollupRowsWritten"
 
 METRICS: Final = frozenset(
@@ -35,6 +36,7 @@ METRICS: Final = frozenset(
         ALERTS_RAISED,
         ALERTS_ESCALATED,
         WINDOWS_SCORED,
+        SPANS_SKIPPED,
         ROLLUP_ROWS_WRITTEN,
     }
 )

@@ -518,3 +518,21 @@ def encoding_from_headers(headers: Sequence[tuple[str, bytes]]) -> str | None:
     if chosen in ENCODINGS:
         return chosen
     return _CONTENT_TYPES.get(values.get("content-type", "").split(";")[0].strip())
+
+
+def select_encoding(
+    headers: Sequence[tuple[str, bytes]], topic: str, otlp_topics: Mapping[str, str] | None = None
+) -> str | None:
+    """The OTLP encoding of a record by its headers (see :func:`encoding_from_headers`), else by its topic.
+
+    ``otlp_topics`` (the scorer's ``OTLP_TOPICS`` setting) maps topics to the encoding their records have when
+    no header names one: the Collector's Kafka exporter sends no headers unless told to. A record on such a
+    topic marked ``content-type: application/json`` stays a trace chunk: that is what cotwatch producers send.
+    """
+    chosen = encoding_from_headers(headers)
+    if chosen is not None or not otlp_topics or topic not in otlp_topics:
+        return chosen
+    content_type = next((v for n, v in headers if n.lower() == "content-type"), b"").decode("utf-8", "replace")
+    if content_type.split(";")[0].strip().lower() == "application/json":
+        return None
+    return otlp_topics[topic]

@@ -14,7 +14,7 @@ import base64
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -26,7 +26,7 @@ from cotwatch.alerts import Alert
 from cotwatch.detection.models import ChunkAssessment, TraceState
 from cotwatch.detection.monitor import TraceMonitor
 from cotwatch.kafka_event import KafkaBatch, KafkaRecord
-from cotwatch.otlp import OtlpDecodeError, decode_otlp, encoding_from_headers
+from cotwatch.otlp import OtlpDecodeError, decode_otlp, select_encoding
 from cotwatch.ports import (
     AlertPublisher,
     AlertStore,
@@ -140,10 +140,12 @@ class BatchReport:
         return [{"itemIdentifier": records[rid].batch_item_identifier()} for rid in failed]
 
 
-def decode_record(record: KafkaRecord) -> list[TraceChunk | Rejection | Skipped]:
-    """A trace-chunk record decodes to one chunk; an OTLP export (selected by its headers, see
-    :func:`cotwatch.otlp.encoding_from_headers`) to one chunk per GenAI text piece, plus the skipped spans."""
-    encoding = encoding_from_headers(record.headers)
+def decode_record(
+    record: KafkaRecord, otlp_topics: Mapping[str, str] | None = None
+) -> list[TraceChunk | Rejection | Skipped]:
+    """A trace-chunk record decodes to one chunk; an OTLP export (selected by its headers or its topic, see
+    :func:`cotwatch.otlp.select_encoding`) to one chunk per GenAI text piece, plus the skipped spans."""
+    encoding = select_encoding(record.headers, record.topic, otlp_topics)
     if encoding is None:
         return [decode_chunk(record)]
     if record.value is None:
@@ -195,6 +197,7 @@ class ScoreTraces:
         dead_letters: DeadLetterSink,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         count_tokens: TokenCounter = word_count,
+        otlp_topics: Mapping[str, str] | None = None,
     ) -> None:
         self._monitor = monitor
         self._alerts = alerts
@@ -204,12 +207,13 @@ class ScoreTraces:
         self._dead_letters = dead_letters
         self._clock = clock
         self._count_tokens = count_tokens
+        self._otlp_topics = dict(otlp_topics or {})
 
     def process_batch(self, batch: KafkaBatch) -> BatchReport:
         reports = [
             RecordReport(record=r, decoded=decoded, part=part)
             for r in batch.records
-            for part, decoded in enumerate(decode_record(r))
+            for part, decoded in enumerate(decode_record(r, self._otlp_topics))
         ]
         self._assess(reports)
         for report in reports:

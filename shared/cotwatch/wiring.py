@@ -31,6 +31,7 @@ def build_score_traces(settings: ScorerSettings) -> ScoreTraces:
         counters=DynamoCounterStore(settings.counters_table, ttl_days=settings.counter_ttl_days),
         dead_letters=S3DeadLetterSink(settings.data_bucket, prefix=settings.dead_letter_prefix),
         count_tokens=model_token_counter(settings.embedding_model),
+        otlp_topics=settings.otlp_topics,
     )
 
 

@@ -120,6 +120,7 @@ def test_a_clean_batch_answers_with_no_failures_and_emits_every_scorer_metric(
         obs.WINDOWS_SCORED: windows,
         obs.ALERTS_RAISED: 1,
         obs.ALERTS_ESCALATED: 0,
+        obs.SPANS_SKIPPED: 0,
     }
     assert windows >= 3
 

@@ -30,6 +30,7 @@ def batch_metrics(report: BatchReport) -> dict[str, int]:
         obs.WINDOWS_SCORED: report.windows_scored,
         obs.ALERTS_RAISED: report.alerts_raised,
         obs.ALERTS_ESCALATED: report.alerts_escalated,
+        obs.SPANS_SKIPPED: report.spans_skipped,
     }
 
 
