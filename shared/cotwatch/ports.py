@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from cotwatch.alerts import Alert
+from cotwatch.alerts import Alert, Verdict
 from cotwatch.detection.models import TraceState
 
 
@@ -19,6 +19,8 @@ class AlertWrite(StrEnum):
 
     CREATED = "created"
     ESCALATED = "escalated"
+    REOPENED = "reopened"  # it was resolved and a later chunk rose above it
+    UPDATED = "updated"  # score and evidence rose, severity did not: no notification
     UNCHANGED = "unchanged"
 
 
@@ -27,25 +29,70 @@ class StoredAlert(BaseModel):
 
     write: AlertWrite
     notified: bool
+    # The event subscribers are owed: this write's, or the one a previous attempt stored and never published.
+    event: AlertWrite = AlertWrite.CREATED
 
     @property
     def needs_notify(self) -> bool:
         # A previous attempt may have stored the alert and died before publishing it.
-        return self.write != AlertWrite.UNCHANGED or not self.notified
+        return not self.notified
 
 
 class AlertStore(Protocol):
     def save(self, alert: Alert) -> StoredAlert:
-        """Create the alert, or raise its severity if the new one is higher; never duplicate."""
+        """Create the alert, or raise its score, evidence and severity if the new finding is higher
+        (reopening it if it was resolved); never duplicate."""
         ...
 
     def mark_notified(self, alert: Alert) -> None: ...
 
     def get(self, alert_id: str) -> dict[str, Any] | None: ...
 
+    def acknowledge(self, alert_id: str, who: str, note: str | None = None) -> dict[str, Any]:
+        """open -> acknowledged, audited; raises ``AlertNotFoundError`` or ``InvalidTransitionError``."""
+        ...
+
+    def resolve(self, alert_id: str, verdict: Verdict, who: str, note: str | None = None) -> dict[str, Any]:
+        """open or acknowledged -> resolved with a verdict, audited."""
+        ...
+
 
 class AlertPublisher(Protocol):
     def publish(self, alert: Alert, event: AlertWrite) -> None: ...
+
+
+class Digest(BaseModel):
+    """The alerts a cooldown window held back from subscribers: one message instead of a storm."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tenant: str
+    model: str
+    category: str
+    severity: int  # the highest severity among them
+    count: int
+    alert_ids: tuple[str, ...]
+    window_start: datetime
+    window_seconds: int
+
+
+class DigestPublisher(AlertPublisher, Protocol):
+    def publish_digest(self, digest: Digest) -> None: ...
+
+
+class CooldownDecision(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    notify: bool
+    suppressed: int = 0  # alerts held back in the current window (when not notifying)
+    digest: Digest | None = None  # the previous window's held-back alerts, to send before this one
+
+
+class CooldownStore(Protocol):
+    def admit(self, alert: Alert, now: datetime, window_seconds: int) -> CooldownDecision:
+        """Whether ``alert`` opens a new window of its (tenant, model, category) and is notified, or is
+        held back and counted; idempotent per alert id (a set, not a counter)."""
+        ...
 
 
 class TraceStateStore(Protocol):

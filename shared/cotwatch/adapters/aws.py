@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -17,9 +18,11 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from cotwatch.alerts import Alert
+from cotwatch.alerts import Alert, AlertStatus, Verdict, new_alert_item, plan_triage, plan_update
+from cotwatch.contract import alert_message, digest_message
+from cotwatch.cooldown import digest_of
 from cotwatch.detection.models import TraceState
-from cotwatch.ports import AlertWrite, CounterKey, DeadLetter, StoredAlert
+from cotwatch.ports import AlertWrite, CooldownDecision, CounterKey, DeadLetter, Digest, StoredAlert
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient, DynamoDBServiceResource
@@ -67,36 +70,92 @@ def _condition_failed(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+COOLDOWN_PREFIX = "cooldown#"  # cooldown windows share the alerts table; they carry no GSI key attributes
+MAX_CONFLICT_RETRIES = 8
+
+
 class DynamoAlertStore:
-    def __init__(self, table_name: str, ddb: DynamoDBServiceResource | None = None) -> None:
+    """Alerts with their lifecycle. Every change is a conditional write on the row's ``version``, so two
+    writers (a redelivery racing the original, a scorer racing a person) cannot lose each other's change."""
+
+    def __init__(
+        self,
+        table_name: str,
+        ddb: DynamoDBServiceResource | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._table = (ddb or dynamodb_resource()).Table(table_name)
+        self._clock = clock
 
     def save(self, alert: Alert) -> StoredAlert:
-        item = _to_dynamo({**alert.model_dump(mode="json"), "notified": False})
         try:
-            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(alert_id)")
-            return StoredAlert(write=AlertWrite.CREATED, notified=False)
+            self._table.put_item(
+                Item=_to_dynamo(new_alert_item(alert, self._clock())),
+                ConditionExpression="attribute_not_exists(alert_id)",
+            )
+            return StoredAlert(write=AlertWrite.CREATED, notified=False, event=AlertWrite.CREATED)
         except ClientError as exc:
             if not _condition_failed(exc):
                 raise
-        # It exists: raise severity only if the new alert is worse, keeping the original creation time.
-        updates = {k: v for k, v in item.items() if k not in ("alert_id", "created_at")}
-        names = {f"#{k}": k for k in updates}
-        values = {f":{k}": v for k, v in updates.items()}
+        for _ in range(MAX_CONFLICT_RETRIES):
+            current = self.get(alert.alert_id)
+            if current is None:
+                raise RuntimeError(f"alert {alert.alert_id} vanished while being updated")
+            plan = plan_update(current, alert, self._clock())
+            if plan is None:
+                return StoredAlert(
+                    write=AlertWrite.UNCHANGED,
+                    notified=bool(current.get("notified", False)),
+                    event=AlertWrite(current.get("pending_event", "created")),
+                )
+            audit = [plan.audit.model_dump(mode="json")] if plan.audit is not None else []
+            if self._update(alert.alert_id, current, plan.updates, audit) is None:
+                continue  # someone else changed it: plan again on what they wrote
+            if plan.event is None:
+                return StoredAlert(
+                    write=AlertWrite.UPDATED,
+                    notified=bool(current.get("notified", False)),
+                    event=AlertWrite(current.get("pending_event", "created")),
+                )
+            written = AlertWrite(plan.event.value)
+            return StoredAlert(write=written, notified=False, event=written)
+        raise RuntimeError(f"alert {alert.alert_id} kept changing under {MAX_CONFLICT_RETRIES} attempts")
+
+    def _update(
+        self, alert_id: str, current: Mapping[str, Any], updates: Mapping[str, Any], audit: list[dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """Apply ``updates`` (and append ``audit``) if the row is still at ``current``'s version."""
+        names = {f"#f{i}": k for i, k in enumerate(updates)}
+        values: dict[str, Any] = {f":f{i}": v for i, v in enumerate(_to_dynamo(list(updates.values())))}
+        sets = [f"#f{i} = :f{i}" for i in range(len(updates))]
+        version = current.get("version")
+        sets.append("#version = :next")
+        names["#version"] = "version"
+        values[":next"] = int(version or 0) + 1
+        if audit:
+            names["#audit"] = "audit"
+            values[":audit"] = _to_dynamo(audit)
+            values[":none"] = []
+            sets.append("#audit = list_append(if_not_exists(#audit, :none), :audit)")
+        if version is None:
+            condition = "attribute_exists(alert_id) AND attribute_not_exists(#version)"
+        else:
+            condition = "#version = :version"
+            values[":version"] = version
         try:
-            self._table.update_item(
-                Key={"alert_id": alert.alert_id},
-                UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in updates),
-                ConditionExpression="#severity < :severity",
+            response = self._table.update_item(
+                Key={"alert_id": alert_id},
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
             )
-            return StoredAlert(write=AlertWrite.ESCALATED, notified=False)
         except ClientError as exc:
             if not _condition_failed(exc):
                 raise
-        current = self.get(alert.alert_id) or {}
-        return StoredAlert(write=AlertWrite.UNCHANGED, notified=bool(current.get("notified", False)))
+            return None
+        return dict(response.get("Attributes", {}))
 
     def mark_notified(self, alert: Alert) -> None:
         self._table.update_item(
@@ -106,8 +165,74 @@ class DynamoAlertStore:
         )
 
     def get(self, alert_id: str) -> dict[str, Any] | None:
+        if alert_id.startswith(COOLDOWN_PREFIX):
+            return None
         item = self._table.get_item(Key={"alert_id": alert_id}, ConsistentRead=True).get("Item")
         return dict(item) if item is not None else None
+
+    def acknowledge(self, alert_id: str, who: str, note: str | None = None) -> dict[str, Any]:
+        return self._triage(alert_id, AlertStatus.ACKNOWLEDGED, who, None, note)
+
+    def resolve(self, alert_id: str, verdict: Verdict, who: str, note: str | None = None) -> dict[str, Any]:
+        return self._triage(alert_id, AlertStatus.RESOLVED, who, verdict, note)
+
+    def _triage(
+        self, alert_id: str, to: AlertStatus, who: str, verdict: Verdict | None, note: str | None
+    ) -> dict[str, Any]:
+        for _ in range(MAX_CONFLICT_RETRIES):
+            current = self.get(alert_id)
+            updates, entry = plan_triage(current, alert_id, to, who, self._clock(), verdict, note)
+            assert current is not None  # plan_triage raised otherwise
+            written = self._update(alert_id, current, updates, [entry.model_dump(mode="json")])
+            if written is not None:
+                return written
+        raise RuntimeError(f"alert {alert_id} kept changing under {MAX_CONFLICT_RETRIES} attempts")
+
+
+class DynamoCooldownStore:
+    """Cooldown windows as rows of the alerts table (``cooldown#tenant#model#category``). They carry
+    neither ``tenant`` nor ``created_at``, so no index of alerts ever lists them."""
+
+    def __init__(self, table_name: str, ddb: DynamoDBServiceResource | None = None) -> None:
+        self._table = (ddb or dynamodb_resource()).Table(table_name)
+
+    def admit(self, alert: Alert, now: datetime, window_seconds: int) -> CooldownDecision:
+        key = {"alert_id": f"{COOLDOWN_PREFIX}{alert.tenant}#{alert.model}#{alert.category}"}
+        now_s = Decimal(str(round(now.timestamp(), 3)))
+        cutoff = now_s - window_seconds
+        for _ in range(MAX_CONFLICT_RETRIES):
+            try:
+                old = self._table.update_item(
+                    Key=key,
+                    UpdateExpression="SET window_start = :now, opener = :id, members = :empty",
+                    ConditionExpression="attribute_not_exists(alert_id) OR window_start < :cutoff",
+                    ExpressionAttributeValues={":now": now_s, ":id": alert.alert_id, ":empty": {}, ":cutoff": cutoff},
+                    ReturnValues="ALL_OLD",
+                ).get("Attributes")
+                window = {"start": old["window_start"], "members": old.get("members", {})} if old else None
+                return CooldownDecision(notify=True, digest=digest_of(alert, window, window_seconds))
+            except ClientError as exc:
+                if not _condition_failed(exc):
+                    raise
+            try:
+                new = self._table.update_item(
+                    Key=key,
+                    UpdateExpression="SET members.#id = :severity",
+                    ConditionExpression="window_start >= :cutoff AND opener <> :id",
+                    ExpressionAttributeNames={"#id": alert.alert_id},
+                    ExpressionAttributeValues={":severity": alert.severity, ":id": alert.alert_id, ":cutoff": cutoff},
+                    ReturnValues="ALL_NEW",
+                )["Attributes"]
+                members = new.get("members", {})
+                return CooldownDecision(notify=False, suppressed=len(members) if isinstance(members, dict) else 0)
+            except ClientError as exc:
+                if not _condition_failed(exc):
+                    raise
+            current = self._table.get_item(Key=key, ConsistentRead=True).get("Item")
+            if current is not None and current.get("opener") == alert.alert_id:
+                return CooldownDecision(notify=True)  # it opened this window: a redelivery, let it through
+            # else the window closed between the two writes: try again
+        raise RuntimeError(f"cooldown window of {key['alert_id']} kept changing")
 
 
 class SnsAlertPublisher:
@@ -124,7 +249,22 @@ class SnsAlertPublisher:
         self._sns.publish(
             TopicArn=self._topic_arn,
             Subject=f"cotwatch {alert.category} severity {alert.severity}"[:100],
-            Message=alert.model_dump_json(),
+            Message=alert_message(alert, event.value),
+            MessageAttributes=attributes,
+        )
+
+    def publish_digest(self, digest: Digest) -> None:
+        attributes: dict[str, MessageAttributeValueTypeDef] = {
+            "category": {"DataType": "String", "StringValue": digest.category},
+            "severity": {"DataType": "Number", "StringValue": str(digest.severity)},
+            "tenant": {"DataType": "String", "StringValue": digest.tenant},
+            "model": {"DataType": "String", "StringValue": digest.model},
+            "event": {"DataType": "String", "StringValue": "digest"},
+        }
+        self._sns.publish(
+            TopicArn=self._topic_arn,
+            Subject=f"cotwatch {digest.category}: {digest.count} more alerts"[:100],
+            Message=digest_message(digest),
             MessageAttributes=attributes,
         )
 

@@ -2,42 +2,105 @@
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
-from cotwatch.alerts import Alert
+from cotwatch.alerts import Alert, AlertStatus, Verdict, new_alert_item, plan_triage, plan_update
+from cotwatch.cooldown import digest_of
 from cotwatch.detection.models import TraceState
-from cotwatch.ports import AlertWrite, CounterKey, DeadLetter, StoredAlert
+from cotwatch.ports import AlertWrite, CooldownDecision, CounterKey, DeadLetter, Digest, StoredAlert
 
 
 class MemoryAlertStore:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.items: dict[str, dict[str, Any]] = {}
+        self._clock = clock
 
     def save(self, alert: Alert) -> StoredAlert:
         current = self.items.get(alert.alert_id)
         if current is None:
-            self.items[alert.alert_id] = {**alert.model_dump(mode="json"), "notified": False}
-            return StoredAlert(write=AlertWrite.CREATED, notified=False)
-        if alert.severity > current["severity"]:
-            current.update({**alert.model_dump(mode="json"), "created_at": current["created_at"], "notified": False})
-            return StoredAlert(write=AlertWrite.ESCALATED, notified=False)
-        return StoredAlert(write=AlertWrite.UNCHANGED, notified=bool(current["notified"]))
+            self.items[alert.alert_id] = new_alert_item(alert, self._clock())
+            return StoredAlert(write=AlertWrite.CREATED, notified=False, event=AlertWrite.CREATED)
+        plan = plan_update(current, alert, self._clock())
+        if plan is None:
+            return _unchanged(current)
+        current.update(copy.deepcopy(plan.updates))
+        current["version"] = int(current.get("version", 0)) + 1
+        if plan.audit is not None:
+            current["audit"] = [*current.get("audit", []), plan.audit.model_dump(mode="json")]
+        if plan.event is None:
+            return StoredAlert(
+                write=AlertWrite.UPDATED,
+                notified=bool(current["notified"]),
+                event=AlertWrite(current.get("pending_event", "created")),
+            )
+        return StoredAlert(write=AlertWrite(plan.event.value), notified=False, event=AlertWrite(plan.event.value))
 
     def mark_notified(self, alert: Alert) -> None:
         self.items[alert.alert_id]["notified"] = True
 
     def get(self, alert_id: str) -> dict[str, Any] | None:
-        return self.items.get(alert_id)
+        item = self.items.get(alert_id)
+        return copy.deepcopy(item) if item is not None else None
+
+    def acknowledge(self, alert_id: str, who: str, note: str | None = None) -> dict[str, Any]:
+        return self._triage(alert_id, AlertStatus.ACKNOWLEDGED, who, None, note)
+
+    def resolve(self, alert_id: str, verdict: Verdict, who: str, note: str | None = None) -> dict[str, Any]:
+        return self._triage(alert_id, AlertStatus.RESOLVED, who, verdict, note)
+
+    def _triage(
+        self, alert_id: str, to: AlertStatus, who: str, verdict: Verdict | None, note: str | None
+    ) -> dict[str, Any]:
+        current = self.items.get(alert_id)
+        updates, entry = plan_triage(current, alert_id, to, who, self._clock(), verdict, note)
+        assert current is not None  # plan_triage raised otherwise
+        current.update(updates)
+        current["version"] = int(current.get("version", 0)) + 1
+        current["audit"] = [*current.get("audit", []), entry.model_dump(mode="json")]
+        return copy.deepcopy(current)
+
+
+def _unchanged(current: dict[str, Any]) -> StoredAlert:
+    return StoredAlert(
+        write=AlertWrite.UNCHANGED,
+        notified=bool(current.get("notified", False)),
+        event=AlertWrite(current.get("pending_event", "created")),
+    )
 
 
 class MemoryPublisher:
     def __init__(self) -> None:
         self.published: list[tuple[Alert, AlertWrite]] = []
+        self.digests: list[Digest] = []
 
     def publish(self, alert: Alert, event: AlertWrite) -> None:
         self.published.append((alert, event))
+
+    def publish_digest(self, digest: Digest) -> None:
+        self.digests.append(digest)
+
+
+class MemoryCooldownStore:
+    """As ``DynamoCooldownStore``: a window per (tenant, model, category), members keyed by alert id."""
+
+    def __init__(self) -> None:
+        self.windows: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def admit(self, alert: Alert, now: datetime, window_seconds: int) -> CooldownDecision:
+        key = (alert.tenant, alert.model, alert.category)
+        window = self.windows.get(key)
+        if window is None or window["start"] < now.timestamp() - window_seconds:
+            self.windows[key] = {"start": now.timestamp(), "opener": alert.alert_id, "members": {}}
+            return CooldownDecision(notify=True, digest=digest_of(alert, window, window_seconds))
+        if window["opener"] == alert.alert_id:
+            return CooldownDecision(notify=True)
+        members: dict[str, int] = window["members"]
+        members[alert.alert_id] = max(members.get(alert.alert_id, 0), alert.severity)
+        return CooldownDecision(notify=False, suppressed=len(members))
 
 
 class MemoryTraceStateStore:
