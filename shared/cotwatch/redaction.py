@@ -17,10 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
+import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import phonenumbers
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from detect_secrets.plugins.artifactory import ArtifactoryDetector
 from detect_secrets.plugins.aws import AWSKeyDetector
 from detect_secrets.plugins.azure_storage_key import AzureStorageKeyDetector
@@ -219,3 +224,40 @@ def excerpt(text: str, start: int, end: int, max_chars: int = 320) -> str:
         half = (max_chars - 3) // 2
         snippet = f"{snippet[:half]} … {snippet[-half:]}"
     return snippet
+
+
+def _redact_tree(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_tree(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_tree(v) for v in value]
+    return value
+
+
+def redacting_json(log: Mapping[str, Any]) -> str:
+    """Powertools' JSON serializer with every string (message, extras, traceback) redacted first."""
+    plain = json.loads(json.dumps(log, default=str))
+    return json.dumps(_redact_tree(plain), separators=(",", ":"), ensure_ascii=False)
+
+
+def install_log_redaction(logger: Logger) -> Logger:
+    """Make ``logger`` redact every line it writes. Set on the registered formatter, so it also holds when
+    the service's logger was configured earlier by another ``Logger(service=...)`` (powertools reuses it);
+    ``cotwatch.*`` standard-library loggers propagate to the same handler and are redacted too."""
+    formatter = logger.registered_formatter
+    if isinstance(formatter, LambdaPowertoolsFormatter):
+        formatter.json_serializer = redacting_json
+    else:  # a custom formatter: redact the formatted line
+        logger.registered_handler.setFormatter(_RedactingFormatter(formatter))
+    return logger
+
+
+class _RedactingFormatter(logging.Formatter):
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(self._inner.format(record))

@@ -15,13 +15,15 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cotwatch import observability as obs
+from cotwatch.redaction import install_log_redaction
 from cotwatch.rollup import RollupCounters, parse_day, parse_hour, previous_hour
 
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
 
 def make_handler(rollup: RollupCounters, *, logger: Logger | None = None, metrics: Metrics | None = None) -> Handler:
-    logger = logger or Logger(service=obs.SERVICE)
+    # Every line is redacted (trace text in an exception or extra must not reach CloudWatch).
+    logger = install_log_redaction(logger or Logger(service=obs.SERVICE))
     metrics = metrics or Metrics(namespace=obs.NAMESPACE, service=obs.SERVICE)
 
     @logger.inject_lambda_context

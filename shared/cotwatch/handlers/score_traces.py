@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cotwatch import observability as obs
 from cotwatch.kafka_event import parse_kafka_event
+from cotwatch.redaction import install_log_redaction
 from cotwatch.score_traces import BatchReport, Outcome, ScoreTraces
 
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
@@ -35,7 +36,8 @@ def batch_metrics(report: BatchReport) -> dict[str, int]:
 
 
 def make_handler(use_case: ScoreTraces, *, logger: Logger | None = None, metrics: Metrics | None = None) -> Handler:
-    logger = logger or Logger(service=obs.SERVICE)
+    # Every line is redacted (trace text in an exception or extra must not reach CloudWatch).
+    logger = install_log_redaction(logger or Logger(service=obs.SERVICE))
     metrics = metrics or Metrics(namespace=obs.NAMESPACE, service=obs.SERVICE)
 
     @logger.inject_lambda_context
