@@ -16,6 +16,7 @@ Metrics (``category`` is ``-`` for the trace-level ones):
 ``alerts_severity_<n>``     alerts by their current severity: +1 when raised, -1/+1 when escalated,
                             mirroring the alert store (one alert per trace and category, raised only)
 ``alerts_<disposition>``    alerts by the disposition stored with them (changes with an escalation)
+``triage_<verdict>``        alerts triaged ``true_positive`` / ``false_positive`` (:func:`triage_increments`)
 ``score_bucket_<nn>``       histogram of calibrated scores, ``SCORE_BUCKETS`` buckets of equal width
                             over [0, 1]; bucket ``nn`` holds [nn/B, (nn+1)/B), 1.0 in the last one
 ==========================  ==========================================================================
@@ -23,8 +24,11 @@ Metrics (``category`` is ``-`` for the trace-level ones):
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from cotwatch.detection.models import ChunkAssessment, TraceState
 from cotwatch.ports import CounterKey
@@ -119,3 +123,31 @@ def model_token_counter(embedding_model: str) -> TokenCounter:
         return len(tokenizer.encode(text, add_special_tokens=False).ids)
 
     return count
+
+
+# The triage verdicts of the alert lifecycle (cotwatch.alerts.Verdict, in review); precision is
+# true_positive / (true_positive + false_positive), the others are shown beside it.
+TRIAGE_VERDICTS = ("true_positive", "false_positive", "benign_refusal", "needs_policy")
+
+
+def triage_increments(
+    alert: Mapping[str, Any], verdict: str, at: datetime, previous: str | None = None
+) -> Counter[CounterKey]:
+    """What a triage verdict on a stored alert adds: ``triage_<verdict>`` in the hour it was given (the hour the
+    roll-up of which is still to come); a changed verdict moves the alert out of the old one.
+
+    For the triage workflow to apply with ``CounterStore.apply_once`` under a marker unique to the decision.
+    """
+    if verdict not in TRIAGE_VERDICTS or (previous is not None and previous not in TRIAGE_VERDICTS):
+        raise ValueError(f"triage verdict must be one of {TRIAGE_VERDICTS}, got {verdict!r} (was {previous!r})")
+    key = functools.partial(
+        CounterKey,
+        hour=CounterKey.hour_of(at.astimezone(UTC)),
+        tenant=str(alert["tenant"]),
+        model=str(alert["model"]),
+        category=str(alert["category"]),
+    )
+    counts: Counter[CounterKey] = Counter({key(metric=f"triage_{verdict}"): 1})
+    if previous is not None:
+        counts[key(metric=f"triage_{previous}")] -= 1
+    return Counter({k: n for k, n in counts.items() if n})
