@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test lint types unit integration e2e check eval bench sam-build clean
+.PHONY: setup demo demo-adapters test lint types unit integration e2e check eval bench sam-build clean
 
 setup: $(STAMP) infra/kafka/lib/.fetched
 
@@ -28,6 +28,10 @@ infra/kafka/lib/.fetched: infra/kafka/pom.xml | $(STAMP)
 ## demo: start Kafka + moto, publish the demo traces, score them, print alerts, stop everything
 demo: setup
 	$(BIN)/cotwatch demo
+
+## demo-adapters: the same demo, its traces produced through TraceWriter and the OpenAI stream tee (loopback SSE)
+demo-adapters: setup
+	$(BIN)/cotwatch demo --via-adapters
 
 ## test: lint, types, then every test (unit, integration on moto, end to end on Kafka + moto, template)
 test: setup lint types

@@ -199,6 +199,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         traces=Path(args.traces) if args.traces else None,
         chunk_chars=args.chunk_chars,
         keep_running=args.keep_running,
+        via_adapters=args.via_adapters,
         out=sys.stdout,
     )
     render(report, sys.stdout)
@@ -237,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--traces", help="JSONL of traces instead of the bundled demo set")
     demo.add_argument("--chunk-chars", type=int, default=1500)
     demo.add_argument("--keep-running", action="store_true", help="leave the stack up afterwards")
+    demo.add_argument(
+        "--via-adapters",
+        action="store_true",
+        help="produce the traces through TraceWriter and the OpenAI stream tee (loopback server), not JSONL chunks",
+    )
     demo.set_defaults(func=cmd_demo)
 
     produce = sub.add_parser("produce", help="publish traces (JSONL, or an OTLP export) to Kafka, split into chunks")

@@ -44,6 +44,7 @@ class DemoReport:
     batches: int
     drained: bool
     mismatches: list[str] = field(default_factory=list)
+    produced_via: dict[str, int] = field(default_factory=dict)  # traces per producer path (--via-adapters)
 
 
 def read_back(info: LocalStackInfo) -> tuple[list[dict[str, Any]], dict[str, int], list[str], list[str]]:
@@ -90,7 +91,12 @@ def check_expectations(docs: Iterable[TraceDocument], alerts: list[dict[str, Any
 
 
 def run_demo(
-    *, traces: Path | None = None, chunk_chars: int = 1500, keep_running: bool = False, out: TextIO
+    *,
+    traces: Path | None = None,
+    chunk_chars: int = 1500,
+    keep_running: bool = False,
+    via_adapters: bool = False,
+    out: TextIO,
 ) -> DemoReport:
     from cotwatch_local.adapters.kafka_producer import TraceProducer
     from cotwatch_local.invoker import LocalInvoker
@@ -103,11 +109,27 @@ def run_demo(
     info = stack.up()
     try:
         with patched_environ(info.aws_env):
-            chunks = [c for doc in docs for c in doc.to_chunks(chunk_chars)]
+            produced_via: dict[str, int] = {}
+            if via_adapters:
+                # As a serving stack would: the producer library's writer, and the OpenAI stream tee.
+                from cotwatch.producer import KafkaChunkSink
+                from cotwatch_local.adapter_demo import produce_via_adapters
+
+                sink = KafkaChunkSink(info.kafka_bootstrap_servers, info.names.kafka_topic)
+                try:
+                    sent, paths = produce_via_adapters(docs, sink)
+                finally:
+                    sink.close()
+                produced_via = dict(paths)
+                out.write(f"produced through {', '.join(f'{p} ({n} traces)' for p, n in sorted(paths.items()))}\n")
+            else:
+                chunks = [c for doc in docs for c in doc.to_chunks(chunk_chars)]
+                sent = len(chunks)
             with TraceProducer(info.kafka_bootstrap_servers, info.names.kafka_topic) as producer:
-                producer.send(chunks)
+                if not via_adapters:
+                    producer.send(chunks)
                 producer.send_raw(MALFORMED_VALUE, key=b"demo-broken")
-            out.write(f"published {len(docs)} traces as {len(chunks)} chunks (+1 malformed record) ")
+            out.write(f"published {len(docs)} traces as {sent} chunks (+1 malformed record) ")
             out.write(f"to {info.names.kafka_topic}\n")
             env = {**info.env_for(SCORER), "POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
             invoker = LocalInvoker(environments={SCORER: env})
@@ -135,7 +157,7 @@ def run_demo(
         ours = [a for a in alerts if (a["tenant"], a["trace_id"]) in ids]
         return DemoReport(
             traces=len(docs),
-            chunks=len(chunks),
+            chunks=sent,
             alerts=ours,
             counters=counters,
             dead_letters=dead,
@@ -143,6 +165,7 @@ def run_demo(
             batches=stats.batches,
             drained=stats.drained,
             mismatches=check_expectations(docs, ours),
+            produced_via=produced_via,
         )
     finally:
         if not was_up and not keep_running:
@@ -177,6 +200,9 @@ def render(report: DemoReport, out: TextIO) -> None:
     out.write(f"\nDEAD LETTERS ({len(report.dead_letters)}): {', '.join(report.dead_letters) or '-'}\n")
     out.write(f"FAILED BATCHES ({len(report.failed_batches)}): {', '.join(report.failed_batches) or '-'}\n")
     out.write(f"\n{report.traces} traces, {report.chunks} chunks, {report.batches} batches, drained={report.drained}\n")
+    if report.produced_via:
+        paths = ", ".join(f"{path}: {n}" for path, n in sorted(report.produced_via.items()))
+        out.write(f"traces produced through the adapters ({paths})\n")
     if report.mismatches:
         out.write(f"expectations not met ({len(report.mismatches)}):\n")
         for line in report.mismatches:
