@@ -61,6 +61,13 @@ class ScorerSettings(_Settings):
     counter_ttl_days: int = Field(default=400, ge=1, validation_alias="COUNTER_TTL_DAYS")
     calibration_path: str | None = Field(default=None, validation_alias="CALIBRATION_PATH")
     taxonomy_path: str | None = Field(default=None, validation_alias="TAXONOMY_PATH")
+    alert_cooldown_seconds: int = Field(
+        default=600,
+        ge=0,
+        le=86400,
+        validation_alias="ALERT_COOLDOWN_SECONDS",
+        description="Per (tenant, model, category): one notification per window, the rest in a digest; 0 = off.",
+    )
     otlp_topics: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         validation_alias="OTLP_TOPICS",

@@ -282,7 +282,8 @@ class ScoreTraces:
             elif stored.write == AlertWrite.ESCALATED:
                 report.alerts_escalated += 1
             if stored.needs_notify:
-                self._publisher.publish(alert, stored.write)
+                # The event owed: this write's, or one an earlier attempt stored and died before publishing.
+                self._publisher.publish(alert, stored.event)
                 self._alerts.mark_notified(alert)
                 report.notifications += 1
         # Counters before state: a retry after a crash in between still derives the same increments.

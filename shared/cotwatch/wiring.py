@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from cotwatch.adapters.aws import (
     DynamoAlertStore,
+    DynamoCooldownStore,
     DynamoCounterStore,
     DynamoTraceStateStore,
     S3DeadLetterSink,
     SnsAlertPublisher,
 )
 from cotwatch.config import RollupSettings, ScorerSettings
+from cotwatch.cooldown import CooldownPublisher
 from cotwatch.detection.factory import build_monitor
 from cotwatch.rollup import RollupCounters, S3RollupWriter
 from cotwatch.score_traces import ScoreTraces
@@ -26,7 +28,11 @@ def build_score_traces(settings: ScorerSettings) -> ScoreTraces:
     return ScoreTraces(
         monitor=monitor,
         alerts=DynamoAlertStore(settings.alerts_table),
-        publisher=SnsAlertPublisher(settings.alerts_topic_arn),
+        publisher=CooldownPublisher(
+            SnsAlertPublisher(settings.alerts_topic_arn),
+            DynamoCooldownStore(settings.alerts_table),
+            window_seconds=settings.alert_cooldown_seconds,
+        ),
         states=DynamoTraceStateStore(settings.trace_state_table, ttl_days=settings.trace_state_ttl_days),
         counters=DynamoCounterStore(settings.counters_table, ttl_days=settings.counter_ttl_days),
         dead_letters=S3DeadLetterSink(settings.data_bucket, prefix=settings.dead_letter_prefix),
