@@ -17,6 +17,9 @@ SCHEMA_VERSION = 1
 MAX_CHUNK_CHARS = 200_000
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._:@/+=-]+$")]
+# Tenants name table keys, S3 prefixes and metric dimensions: lower-case DNS-label-like, never a path.
+TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+Tenant = Annotated[str, StringConstraints(pattern=TENANT_PATTERN)]
 
 
 class Segment(StrEnum):
@@ -38,7 +41,7 @@ class TraceChunk(BaseModel):
     seq: int = Field(default=0, ge=0, description="Chunk number within the trace, from 0.")
     final: bool = Field(default=False, description="True on the last chunk of the trace.")
     model: Identifier
-    tenant: Identifier = "default"
+    tenant: Tenant = "default"  # checked against the topic's binding by the scorer, never trusted alone
     segment: Segment = Segment.REASONING
     text: str = Field(max_length=MAX_CHUNK_CHARS)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
@@ -79,7 +82,7 @@ class TraceDocument(BaseModel):
 
     trace_id: Identifier
     model: Identifier
-    tenant: Identifier = "default"
+    tenant: Tenant = "default"
     conversation_id: Identifier | None = None
     reasoning: str = ""
     answer: str = ""

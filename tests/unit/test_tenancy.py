@@ -1,0 +1,35 @@
+"""Tenant names and the topic -> tenant binding: strict names, forged tenants refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from cotwatch.tenancy import TenantBinding, check_tenant, parse_tenant_bindings
+
+
+@pytest.mark.parametrize("name", ["../../etc", "Acme", "", "-lead", "a" * 64, "acme_labs", "acme labs", "a/b"])
+def test_bad_tenant_names_are_rejected(name: str) -> None:
+    # Given a name that could be a path, a key injection or just inconsistent; Then it is refused
+    with pytest.raises(ValueError, match="not a tenant name"):
+        check_tenant(name)
+
+
+def test_bindings_parse_and_validate_every_name() -> None:
+    # Given a mapping string with one single-tenant and one shared topic; When parsed; Then both are bound
+    bindings = parse_tenant_bindings("traces-acme=acme-labs, traces=acme-labs|northwind-ai")
+    assert bindings == {"traces-acme": {"acme-labs"}, "traces": {"acme-labs", "northwind-ai"}}
+    # And a forged name, a bad topic or a topic bound twice fails at parse time (settings: cold start)
+    for bad in ("traces=../../etc", "bad topic=acme", "t=a,t=b", "traces", "traces="):
+        with pytest.raises(ValueError):
+            parse_tenant_bindings(bad)
+
+
+def test_resolve_binds_the_tenant_to_the_topic() -> None:
+    binding = TenantBinding(parse_tenant_bindings("traces-acme=acme-labs,traces=acme-labs|northwind-ai"))
+    # A single-tenant topic fills in an omitted tenant and accepts its own
+    assert binding.resolve("traces-acme", None) == ("acme-labs", "")
+    assert binding.resolve("traces-acme", "acme-labs") == ("acme-labs", "")
+    # A payload naming another tenant, an unbound topic, or a shared topic without a tenant is refused
+    for topic, tenant in (("traces-acme", "northwind-ai"), ("other", "acme-labs"), ("traces", None)):
+        resolved, why = binding.resolve(topic, tenant)
+        assert resolved is None and why
