@@ -207,7 +207,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    text = json.dumps(TraceChunk.model_json_schema(), indent=2) + "\n"
+    if args.kind == "alert":
+        from cotwatch.contract import alert_schema
+
+        text = json.dumps(alert_schema(), indent=2) + "\n"  # the shipped file: the contract, not a rendering
+    else:
+        text = json.dumps(TraceChunk.model_json_schema(), indent=2) + "\n"
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
     else:
@@ -286,7 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--exports", action="store_true", help="with up: print shell exports for the endpoints")
     local.set_defaults(func=cmd_local)
 
-    schema = sub.add_parser("schema", help="print (or write) the JSON Schema of a trace chunk")
+    schema = sub.add_parser("schema", help="print (or write) the JSON Schema of a trace chunk or of alert messages")
+    schema.add_argument(
+        "kind", nargs="?", choices=["trace", "alert"], default="trace", help="alert: SNS messages and API documents"
+    )
     schema.add_argument("--out", help=f"write here, e.g. {SCHEMA_PATH}")
     schema.set_defaults(func=cmd_schema)
 

@@ -71,3 +71,13 @@ def test_calibrate_runs_the_training_command_with_its_arguments(
     err = capsys.readouterr().err
     assert code != 0
     assert f"cotwatch calibrate: [Errno 2] No such file or directory: '{missing}'" in err
+
+
+def test_schema_alert_prints_the_shipped_alert_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    # When the alert schema is asked for
+    assert main(["schema", "alert"]) == 0
+
+    # Then it is the versioned contract, with the message kinds and the API document
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["$id"].endswith("alert.v1.schema.json")
+    assert {"alert_message", "digest_message", "alert_document"} <= set(printed["$defs"])
