@@ -8,10 +8,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from cotwatch.alerts import Alert, Verdict
 from cotwatch.detection.models import TraceState
+from cotwatch.redaction import redact_dead_letter_fields
 
 
 class AlertWrite(StrEnum):
@@ -142,6 +143,15 @@ class DeadLetter(BaseModel):
     value_b64: str | None
     headers: list[tuple[str, str]]  # (name, base64 value), in the order sent; a name may repeat
     dead_lettered_at: datetime
+    # Of the value as it arrived: the stored value_b64, key_b64, headers and detail are redacted (and cut to
+    # cotwatch.redaction.DEAD_LETTER_BYTES_LIMIT) when the letter is built, so no sink can store raw secrets.
+    value_sha256: str | None = None
+    value_bytes: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _redacted(cls, data: Any) -> Any:
+        return redact_dead_letter_fields(data) if isinstance(data, dict) else data
 
 
 class DeadLetterSink(Protocol):

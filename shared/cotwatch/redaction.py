@@ -15,6 +15,7 @@ never touched, so redaction is pure, offline and deterministic.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import json
@@ -261,3 +262,40 @@ class _RedactingFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(self._inner.format(record))
+
+
+# Dead letters keep at most this much of a record's key, value or header (redacted): a poison record can be
+# megabytes, and the reason, coordinates, size and digest identify it without the rest.
+DEAD_LETTER_BYTES_LIMIT = 64 * 1024
+
+
+def redact_b64(value: str | None, limit: int = DEAD_LETTER_BYTES_LIMIT) -> str | None:
+    """Base64 bytes with the text in them redacted (and cut to ``limit`` bytes). Bytes that are not UTF-8
+    pass through unchanged (surrogateescape), so a record that was invalid UTF-8 stays recognisable."""
+    if value is None:
+        return None
+    raw = base64.b64decode(value)[:limit]
+    text = raw.decode("utf-8", "surrogateescape")
+    return base64.b64encode(redact(text).encode("utf-8", "surrogateescape")).decode()
+
+
+def digest_b64(value: str | None) -> str | None:
+    """The fingerprint of base64 bytes as they arrived (before redaction)."""
+    return None if value is None else "sha256:" + hashlib.sha256(base64.b64decode(value)).hexdigest()
+
+
+def redact_dead_letter_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """A dead letter's fields with its texts redacted, plus the raw value's size and digest. Applied when a
+    letter is built from a record; a letter read back (it has ``value_sha256``) is left as it was stored."""
+    if "value_sha256" in data:
+        return data
+    value = data.get("value_b64")
+    out = dict(data)
+    out["value_sha256"] = digest_b64(value)
+    out["value_bytes"] = None if value is None else len(base64.b64decode(value))
+    out["value_b64"] = redact_b64(value)
+    out["key_b64"] = redact_b64(data.get("key_b64"))
+    if isinstance(data.get("detail"), str):
+        out["detail"] = redact(data["detail"][:DEAD_LETTER_BYTES_LIMIT])
+    out["headers"] = [(name, redact_b64(v) or "") for name, v in data.get("headers", [])]
+    return out
