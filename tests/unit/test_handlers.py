@@ -96,7 +96,11 @@ def run(handler: score_traces.Handler, event: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture
 def metrics(monkeypatch: pytest.MonkeyPatch) -> Metrics:
     monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
-    return Metrics(namespace=obs.NAMESPACE, service=obs.SERVICE)
+    metrics = Metrics(namespace=obs.NAMESPACE, service=obs.SERVICE)
+    # powertools keeps metrics in a set shared by every Metrics instance: handlers run earlier in the
+    # session with metrics disabled leave theirs there, unflushed.
+    metrics.clear_metrics()
+    return metrics
 
 
 def test_a_clean_batch_answers_with_no_failures_and_emits_every_scorer_metric(
