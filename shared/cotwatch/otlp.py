@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from cotwatch.decoding import PayloadError, load_json
 from cotwatch.trace import Segment, TraceChunk, split_text
 
 OTLP_PROTO = "otlp_proto"
@@ -298,9 +299,9 @@ def _key_values_json(items: Any) -> dict[str, AttrValue]:
 def parse_otlp_json(data: bytes) -> list[OtlpSpan]:
     """Spans of an OTLP/JSON ``ExportTraceServiceRequest``."""
     try:
-        document = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise OtlpDecodeError(f"not JSON: {exc}") from exc
+        document = load_json(data)  # bounded nesting: a 100k-deep value is an error, not a RecursionError
+    except PayloadError as exc:
+        raise OtlpDecodeError(f"{exc.reason}: {exc.detail}") from exc
     if not isinstance(document, Mapping) or not isinstance(_get(document, "resourceSpans", []), list):
         raise OtlpDecodeError("not an OTLP trace export: expected an object with 'resourceSpans'")
     spans: list[OtlpSpan] = []
@@ -349,8 +350,8 @@ def _messages(value: AttrValue) -> list[Any]:
     """``gen_ai.*.messages`` is a JSON string on spans; some SDKs send it as structured values."""
     if isinstance(value, str):
         try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
+            value = load_json(value)
+        except PayloadError:
             return []
     if isinstance(value, dict):
         value = [value]

@@ -11,7 +11,6 @@ writes, counters ride in one transaction with a processed marker, dead letters h
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -23,6 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cotwatch.alerts import Alert
+from cotwatch.decoding import MAX_RECORD_BYTES, PayloadError, load_json
 from cotwatch.detection.models import ChunkAssessment, TraceState
 from cotwatch.detection.monitor import TraceMonitor
 from cotwatch.kafka_event import KafkaBatch, KafkaRecord
@@ -37,7 +37,7 @@ from cotwatch.ports import (
     DeadLetterSink,
     TraceStateStore,
 )
-from cotwatch.trace import TraceChunk
+from cotwatch.trace import SCHEMA_VERSION, TraceChunk
 from cotwatch.tracking import TokenCounter, chunk_increments, with_alerts, word_count
 
 logger = logging.getLogger(__name__)
@@ -144,16 +144,35 @@ def decode_record(
     record: KafkaRecord, otlp_topics: Mapping[str, str] | None = None
 ) -> list[TraceChunk | Rejection | Skipped]:
     """A trace-chunk record decodes to one chunk; an OTLP export (selected by its headers or its topic, see
-    :func:`cotwatch.otlp.select_encoding`) to one chunk per GenAI text piece, plus the skipped spans."""
+    :func:`cotwatch.otlp.select_encoding`) to one chunk per GenAI text piece, plus the skipped spans.
+
+    Never raises: whatever a producer wrote becomes chunks or a rejection with its reason, so one poison
+    record cannot fail (and endlessly retry) the batch it arrived in."""
+    try:
+        return _decode_record(record, otlp_topics)
+    except RecursionError:
+        return [Rejection("too_deep", "value nests deeper than the decoder's limit")]
+    except Exception as exc:  # a decoder bug must cost one dead letter (kept for replay), not the batch
+        logger.exception("decoding %s raised", record.record_id)
+        return [Rejection("undecodable", f"decoder raised {type(exc).__name__}: {exc}"[:2000])]
+
+
+def _decode_record(
+    record: KafkaRecord, otlp_topics: Mapping[str, str] | None
+) -> list[TraceChunk | Rejection | Skipped]:
     encoding = select_encoding(record.headers, record.topic, otlp_topics)
     if encoding is None:
         return [decode_chunk(record)]
     if record.value is None:
         return [Rejection("empty_value", "record has no value (tombstone or null payload)")]
+    if len(record.value) > MAX_RECORD_BYTES:
+        return [Rejection("too_large", f"value is {len(record.value)} bytes, over the {MAX_RECORD_BYTES}-byte limit")]
     try:
         mapping = decode_otlp(record.value, encoding)
     except OtlpDecodeError as exc:
         return [Rejection("not_otlp", f"value is not an {encoding} trace export: {exc}")]
+    except ValidationError as exc:
+        return [Rejection("schema_violation", f"OTLP span maps to an invalid chunk: {_problems(exc)}")]
     decoded: list[TraceChunk | Rejection | Skipped] = list(mapping.chunks)
     if mapping.skipped or not decoded:
         reasons = Counter(s.reason for s in mapping.skipped)
@@ -161,23 +180,29 @@ def decode_record(
     return decoded
 
 
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors())[:2000]
+
+
 def decode_chunk(record: KafkaRecord) -> TraceChunk | Rejection:
     """Turn a record into a chunk, or say precisely why it cannot be one."""
     if record.value is None:
         return Rejection("empty_value", "record has no value (tombstone or null payload)")
     try:
-        payload = json.loads(record.value.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        return Rejection("not_utf8", f"value is not UTF-8: {exc}")
-    except json.JSONDecodeError as exc:
-        return Rejection("not_json", f"value is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+        payload = load_json(record.value)
+    except PayloadError as exc:  # too_large, not_utf8, too_deep, not_json
+        return Rejection(exc.reason, exc.detail)
     if not isinstance(payload, dict):
         return Rejection("not_object", f"value is JSON {type(payload).__name__}, expected an object")
+    if payload.get("schema_version", SCHEMA_VERSION) not in range(1, SCHEMA_VERSION + 1):
+        return Rejection(
+            "unknown_schema_version",
+            f"schema_version {payload['schema_version']!r} is not one this scorer reads (1..{SCHEMA_VERSION})",
+        )
     try:
         chunk = TraceChunk.model_validate(payload)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors())
-        return Rejection("schema_violation", problems[:2000])
+        return Rejection("schema_violation", _problems(exc))
     if record.key is not None and record.key.decode("utf-8", "replace") != chunk.trace_id:
         # The key decides the partition; a different key breaks per-trace ordering.
         return Rejection("key_mismatch", f"Kafka key {record.key!r} differs from trace_id {chunk.trace_id!r}")
