@@ -1,4 +1,4 @@
-"""The ``cotwatch`` command line: demo, produce, invoke, poll, local up|down|status, schema, eval, calibrate.
+"""The ``cotwatch`` command line: demo, produce, invoke, poll, local up|down|status, report, schema, eval, calibrate.
 
 ``eval`` and ``calibrate`` hand all their arguments to :mod:`cotwatch_training.commands`.
 """
@@ -206,6 +206,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if report.drained and not report.failed_batches else 1
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from cotwatch_local.report import inputs_from_snapshot, inputs_from_stack, parse_span, render
+    from cotwatch_local.stack import LocalStack
+
+    try:
+        since = parse_span(args.since)
+    except ValueError as exc:
+        raise SystemExit(f"--since: {exc}") from exc
+    stack = LocalStack()
+    info = stack.info() if stack.status().up else None
+    if info is not None:
+        from cotwatch_local.invoker import patched_environ
+
+        with patched_environ(info.aws_env):
+            rows, alerts = inputs_from_stack(info.names.name("DataBucket"), info.names.name("AlertsTable"))
+        source = "roll-ups on the running local stack"
+    else:
+        folder = stack.state_root / "tracking"
+        try:
+            rows, alerts = inputs_from_snapshot(folder)
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from exc
+        source = f"roll-up snapshot of the last demo ({folder})"
+    Path(args.out).write_text(render(rows, alerts, since=since, tenant=args.tenant, source=source), encoding="utf-8")
+    print(f"wrote {args.out} from the {source}: {len(rows)} counter cells, {len(alerts)} alerts")
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     if args.kind == "alert":
         from cotwatch.contract import alert_schema
@@ -290,6 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("action", choices=["up", "down", "status"])
     local.add_argument("--exports", action="store_true", help="with up: print shell exports for the endpoints")
     local.set_defaults(func=cmd_local)
+
+    report = sub.add_parser("report", help="one self-contained HTML report (charts, tables) from the roll-ups")
+    report.add_argument("--since", default="7d", help="window ending now: 36h, 7d, 2w (baseline: the one before)")
+    report.add_argument("--tenant", help="only this tenant (default: all)")
+    report.add_argument("--out", default="report.html")
+    report.set_defaults(func=cmd_report)
 
     schema = sub.add_parser("schema", help="print (or write) the JSON Schema of a trace chunk or of alert messages")
     schema.add_argument(

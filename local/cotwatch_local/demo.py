@@ -153,6 +153,14 @@ def run_demo(
             ):
                 stats = poller.run_until_drained(idle_timeout_s=3.0, max_duration_s=900)
             alerts, counters, dead, failed = read_back(info)
+            # Roll every hour up (Parquet on S3, as the scheduled function would) and keep a copy, so
+            # `cotwatch report` works after the stack is down.
+            from cotwatch_local.report import roll_up_everything, snapshot
+
+            hours = roll_up_everything(info.names.name("CountersTable"), info.names.name("DataBucket"))
+            tracking = stack.state_root / "tracking"
+            snapshot(info.names.name("DataBucket"), info.names.name("AlertsTable"), tracking)
+            out.write(f"rolled up {len(hours)} hours of counters; snapshot for `cotwatch report` in {tracking}\n")
         ids = {(d.tenant, d.trace_id) for d in docs}
         ours = [a for a in alerts if (a["tenant"], a["trace_id"]) in ids]
         return DemoReport(

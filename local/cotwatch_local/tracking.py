@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib.resources
 import io
 import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -44,30 +46,47 @@ def _schema(partitions: tuple[str, ...]) -> pa.Schema:
     return pa.schema(fields + [(p, pa.string()) for p in partitions])
 
 
-def read_table(s3: S3Client, bucket: str, prefix: str, partitions: tuple[str, ...]) -> pa.Table:
-    """Every Parquet object under ``prefix`` as one table, with its partition values as columns."""
-    parts: list[pa.Table] = []
+def s3_objects(s3: S3Client, bucket: str, prefix: str) -> Iterator[tuple[str, bytes]]:
+    """(key relative to ``prefix``, body) of every Parquet object under ``prefix``."""
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
-            key = obj["Key"]
-            if not key.endswith(".parquet"):
-                continue
-            values = dict(_PARTITION.findall(key))
-            if set(partitions) - set(values):
-                raise ValueError(f"s3://{bucket}/{key} lacks the partitions {partitions}")
-            table = pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
-            for name in partitions:
-                table = table.append_column(name, pa.array([values[name]] * table.num_rows, pa.string()))
-            parts.append(table.cast(_schema(partitions)))
+            if obj["Key"].endswith(".parquet"):
+                yield obj["Key"].removeprefix(prefix), s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+
+
+def folder_objects(root: Path) -> Iterator[tuple[str, bytes]]:
+    """The same from a folder laid out as the bucket's prefix (the demo's snapshot)."""
+    for path in sorted(root.rglob("*.parquet")):
+        yield path.relative_to(root).as_posix(), path.read_bytes()
+
+
+def read_table(objects: Iterable[tuple[str, bytes]], sub: str, partitions: tuple[str, ...]) -> pa.Table:
+    """Every Parquet object under ``sub`` as one table, with its partition values as columns."""
+    parts: list[pa.Table] = []
+    for key, body in objects:
+        if not key.startswith(sub):
+            continue
+        values = dict(_PARTITION.findall(key))
+        if set(partitions) - set(values):
+            raise ValueError(f"{key} lacks the partitions {partitions}")
+        table = pq.read_table(io.BytesIO(body))
+        for name in partitions:
+            table = table.append_column(name, pa.array([values[name]] * table.num_rows, pa.string()))
+        parts.append(table.cast(_schema(partitions)))
     return pa.concat_tables(parts) if parts else _schema(partitions).empty_table()
 
 
-def connect(s3: S3Client, bucket: str, prefix: str = "rollups/") -> duckdb.DuckDBPyConnection:
+def connect_objects(objects: Iterable[tuple[str, bytes]]) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the roll-up tables registered under their Glue names."""
+    listed = list(objects)
     con = duckdb.connect()
     for name, (sub, partitions) in TABLES.items():
-        con.register(name, read_table(s3, bucket, prefix + sub, partitions))
+        con.register(name, read_table(listed, sub, partitions))
     return con
+
+
+def connect(s3: S3Client, bucket: str, prefix: str = "rollups/") -> duckdb.DuckDBPyConnection:
+    return connect_objects(s3_objects(s3, bucket, prefix))
 
 
 def run_query(con: duckdb.DuckDBPyConnection, name_or_sql: str) -> list[dict[str, Any]]:

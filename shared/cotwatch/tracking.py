@@ -12,10 +12,12 @@ Metrics (``category`` is ``-`` for the trace-level ones):
 ``tokens``                  tokens scored (the embedding model's tokenizer; a word count in unit tests)
 ``flagged_chunks``          chunks over the category's threshold
 ``flagged_traces``          traces whose first chunk over the threshold this is
+``flagged_traces_any``      (category ``-``) traces whose first chunk over any category's threshold this is
 ``severity_<n>``            flagged chunks by their severity band
 ``alerts_severity_<n>``     alerts by their current severity: +1 when raised, -1/+1 when escalated,
-                            mirroring the alert store (one alert per trace and category, raised only)
-``alerts_<disposition>``    alerts by the disposition stored with them (changes with an escalation)
+                            mirroring the alert store (one alert per trace and category, severity only rises)
+``alerts_<disposition>``    alerts by the disposition stored with them (replaced whenever a later finding
+                            rises above the stored one: :func:`rises`)
 ``triage_<verdict>``        alerts triaged ``true_positive`` / ``false_positive`` (:func:`triage_increments`)
 ``score_bucket_<nn>``       histogram of calibrated scores, ``SCORE_BUCKETS`` buckets of equal width
                             over [0, 1]; bucket ``nn`` holds [nn/B, (nn+1)/B), 1.0 in the last one
@@ -59,13 +61,20 @@ def bucket_bounds(metric: str) -> tuple[float, float]:
     return index / SCORE_BUCKETS, (index + 1) / SCORE_BUCKETS
 
 
+def rises(stored: tuple[int, float, str] | None, severity: int, score: float) -> bool:
+    """Whether the alert store replaces a stored alert with this finding (``cotwatch.alerts.rises_above``)."""
+    return stored is None or score > stored[1] or severity > stored[0]
+
+
 def with_alerts(state: TraceState, before: TraceState | None, assessment: ChunkAssessment) -> TraceState:
-    """The state after the chunk, carrying each category's alert (severity, disposition) as the store keeps it."""
+    """The state after the chunk, carrying each category's alert as the store keeps it: the severity only
+    rises, score and disposition are those of the last finding that rose above the stored one."""
     alerted = dict(before.alerted) if before is not None else {}
     for finding in assessment.flagged:
-        severity = alerted.get(finding.category, (0, ""))[0]
-        if finding.severity > severity:
-            alerted[finding.category] = (finding.severity, assessment.disposition.value)
+        stored = alerted.get(finding.category)
+        if rises(stored, finding.severity, finding.score):
+            severity = max(finding.severity, stored[0] if stored else 0)
+            alerted[finding.category] = (severity, finding.score, assessment.disposition.value)
     return state.model_copy(update={"alerted": alerted})
 
 
@@ -88,18 +97,21 @@ def chunk_increments(
         counts[key("traces")] += 1
     for finding in assessment.findings.values():
         counts[key(bucket_metric(score_bucket(finding.score)), finding.category)] += 1
+    if assessment.flagged and max(prior_peak.values(), default=0.0) < FLAG_SCORE:
+        counts[key("flagged_traces_any")] += 1  # per-category flags would count a multi-category trace twice
     for finding in assessment.flagged:
         category = finding.category
         counts[key("flagged_chunks", category)] += 1
         counts[key(f"severity_{finding.severity}", category)] += 1
         if prior_peak.get(category, 0.0) < FLAG_SCORE:
             counts[key("flagged_traces", category)] += 1
-        severity, disposition = alerted.get(category, (0, ""))
-        if finding.severity > severity:  # the alert store raises (or creates) exactly in this case
-            if severity:
-                counts[key(f"alerts_severity_{severity}", category)] -= 1
-                counts[key(f"alerts_{disposition}", category)] -= 1
-            counts[key(f"alerts_severity_{finding.severity}", category)] += 1
+        stored = alerted.get(category)
+        if rises(stored, finding.severity, finding.score):  # the store creates or replaces the alert
+            severity = max(finding.severity, stored[0] if stored else 0)
+            if stored is not None:
+                counts[key(f"alerts_severity_{stored[0]}", category)] -= 1
+                counts[key(f"alerts_{stored[2]}", category)] -= 1
+            counts[key(f"alerts_severity_{severity}", category)] += 1
             counts[key(f"alerts_{assessment.disposition.value}", category)] += 1
     # A -1 and +1 on the same cell (escalated within a disposition) cancel: no write for them.
     return Counter({k: n for k, n in counts.items() if n})

@@ -210,3 +210,7 @@ def test_duckdb_queries_agree_with_the_counters_and_the_alerts(
     counted = {row["k"]: row["n"] for row in expected["severity"]}
     assert counted == dict(stored)
     assert sum(stored.values()) == 4  # c1 cyber, x1 bio, e1 cyber (escalated), x2 bio
+    # And by the disposition stored with each alert
+    held = Counter((str(a["model"]), str(a["category"]), str(a["disposition"])) for a in scored["alerts"])
+    by_disposition = {row["k"]: row["n"] for row in expected["disposition"]}
+    assert by_disposition == dict(held)

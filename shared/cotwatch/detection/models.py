@@ -85,6 +85,7 @@ class TraceState(BaseModel):
     peak: dict[str, float] = Field(default_factory=dict, description="Highest calibrated score per category.")
     near_hits: dict[str, int] = Field(default_factory=dict, description="Windows close to threshold, per category.")
     refusal_seen: bool = False
-    alerted: dict[str, tuple[int, str]] = Field(
-        default_factory=dict, description="Per category, the trace's alert as stored: (severity, disposition)."
+    alerted: dict[str, tuple[int, float, str]] = Field(
+        default_factory=dict,
+        description="Per category, the trace's alert as the store keeps it: (severity, score, disposition).",
     )
