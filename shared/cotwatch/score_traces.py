@@ -37,6 +37,7 @@ from cotwatch.ports import (
     DeadLetterSink,
     TraceStateStore,
 )
+from cotwatch.tenancy import TenantBinding
 from cotwatch.trace import SCHEMA_VERSION, TraceChunk
 from cotwatch.tracking import TokenCounter, chunk_increments, with_alerts, word_count
 
@@ -223,6 +224,7 @@ class ScoreTraces:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         count_tokens: TokenCounter = word_count,
         otlp_topics: Mapping[str, str] | None = None,
+        tenants: TenantBinding | None = None,
     ) -> None:
         self._monitor = monitor
         self._alerts = alerts
@@ -233,10 +235,12 @@ class ScoreTraces:
         self._clock = clock
         self._count_tokens = count_tokens
         self._otlp_topics = dict(otlp_topics or {})
+        # None: every valid payload tenant (unit tests); deployments always pass TENANT_BINDINGS.
+        self._tenants = tenants
 
     def process_batch(self, batch: KafkaBatch) -> BatchReport:
         reports = [
-            RecordReport(record=r, decoded=decoded, part=part)
+            RecordReport(record=r, decoded=self._bind_tenant(r, decoded), part=part)
             for r in batch.records
             for part, decoded in enumerate(decode_record(r, self._otlp_topics))
         ]
@@ -255,6 +259,18 @@ class ScoreTraces:
                 logger.exception("record %s failed", report.record.record_id)
                 report.outcome, report.error = Outcome.FAILED, f"{type(exc).__name__}: {exc}"
         return BatchReport(records=tuple(reports))
+
+    def _bind_tenant(
+        self, record: KafkaRecord, decoded: TraceChunk | Rejection | Skipped
+    ) -> TraceChunk | Rejection | Skipped:
+        """The tenant comes from the topic's binding: a payload naming another tenant is a dead letter."""
+        if self._tenants is None or not isinstance(decoded, TraceChunk):
+            return decoded
+        named = decoded.tenant if "tenant" in decoded.model_fields_set else None
+        tenant, reason, detail = self._tenants.resolve(record.topic, named)
+        if tenant is None:
+            return Rejection(reason, detail)
+        return decoded if tenant == decoded.tenant else decoded.model_copy(update={"tenant": tenant})
 
     def _assess(self, reports: list[RecordReport]) -> None:
         """All valid chunks in one call, per trace in chunk order; a failure here fails the whole batch.

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 
+from cotwatch.detection.monitor import TraceMonitor
 from cotwatch.kafka_event import KafkaRecord, build_kafka_event, parse_kafka_event
 from cotwatch.score_traces import Outcome, ScoreTraces
+from cotwatch.tenancy import TenantBinding, parse_tenant_bindings
 from cotwatch.trace import TraceChunk
 
 from .conftest import Adapters
@@ -106,3 +108,40 @@ def _varint(n: int) -> bytes:
         out.append(byte | (0x80 if n else 0))
         if not n:
             return bytes(out)
+
+
+def test_forged_tenants_are_dead_lettered_by_the_topic_binding(monitor: TraceMonitor, adapters: Adapters) -> None:
+    # Given a scorer whose topic "traces-acme" is bound to acme-labs only, and "shared" to two tenants
+    binding = TenantBinding(parse_tenant_bindings("traces-acme=acme-labs,shared=acme-labs|northwind-ai"))
+    use_case = ScoreTraces(
+        monitor,
+        adapters.alerts,
+        adapters.publisher,
+        adapters.states,
+        adapters.counters,
+        adapters.dead_letters,
+        tenants=binding,
+    )
+
+    def rec(offset: int, topic: str, **fields: object) -> KafkaRecord:
+        value = json.dumps({"trace_id": f"t{offset}", "model": "m", "text": BENIGN, **fields}).encode()
+        return KafkaRecord(topic=topic, partition=0, offset=offset, value=value)
+
+    records = [
+        rec(0, "traces-acme"),  # no tenant: the topic's own
+        rec(1, "traces-acme", tenant="acme-labs"),
+        rec(2, "traces-acme", tenant="northwind-ai"),  # forged
+        rec(3, "traces-acme", tenant="../../etc"),  # not a tenant name at all
+        rec(4, "shared", tenant="northwind-ai"),
+        rec(5, "shared"),  # several tenants, none named
+        rec(6, "elsewhere", tenant="acme-labs"),  # a topic bound to nobody
+    ]
+    # When the batch is processed
+    report = use_case.process_batch(parse_kafka_event(build_kafka_event(records)))
+    # Then the bound records are scored under their topic's tenant, every other one is a dead letter with why
+    assert [r.outcome for r in report.records] == [Outcome.SCORED] * 2 + [Outcome.DEAD_LETTERED] * 2 + [
+        Outcome.SCORED
+    ] + [Outcome.DEAD_LETTERED] * 2
+    assert {k.tenant for k in adapters.counters.counts if k.metric == "chunks"} == {"acme-labs", "northwind-ai"}
+    reasons = {d.offset: d.reason for d in adapters.dead_letters.letters.values()}
+    assert reasons == {2: "tenant_mismatch", 3: "schema_violation", 5: "tenant_missing", 6: "unbound_topic"}

@@ -27,9 +27,21 @@ def test_bindings_parse_and_validate_every_name() -> None:
 def test_resolve_binds_the_tenant_to_the_topic() -> None:
     binding = TenantBinding(parse_tenant_bindings("traces-acme=acme-labs,traces=acme-labs|northwind-ai"))
     # A single-tenant topic fills in an omitted tenant and accepts its own
-    assert binding.resolve("traces-acme", None) == ("acme-labs", "")
-    assert binding.resolve("traces-acme", "acme-labs") == ("acme-labs", "")
+    assert binding.resolve("traces-acme", None) == ("acme-labs", "", "")
+    assert binding.resolve("traces-acme", "acme-labs") == ("acme-labs", "", "")
     # A payload naming another tenant, an unbound topic, or a shared topic without a tenant is refused
-    for topic, tenant in (("traces-acme", "northwind-ai"), ("other", "acme-labs"), ("traces", None)):
-        resolved, why = binding.resolve(topic, tenant)
-        assert resolved is None and why
+    cases = {("traces-acme", "northwind-ai"): "tenant_mismatch", ("other", "acme-labs"): "unbound_topic"}
+    cases[("traces", None)] = "tenant_missing"
+    for (topic, tenant), reason in cases.items():
+        resolved, why, detail = binding.resolve(topic, tenant)
+        assert (resolved, why) == (None, reason) and detail
+
+
+def test_a_shared_topic_accepts_any_valid_name_only() -> None:
+    # Given the development binding "traces=*"; Then valid names pass, forged paths and '*' mixes do not
+    binding = TenantBinding(parse_tenant_bindings("traces=*"))
+    assert binding.resolve("traces", "acme-labs") == ("acme-labs", "", "")
+    assert binding.resolve("traces", "../../etc")[1] == "tenant_mismatch"
+    assert binding.resolve("traces", None)[1] == "tenant_missing"
+    with pytest.raises(ValueError, match="cannot be combined"):
+        parse_tenant_bindings("traces=*|acme")
