@@ -30,7 +30,8 @@ def test_resolve_binds_the_tenant_to_the_topic() -> None:
     assert binding.resolve("traces-acme", None) == ("acme-labs", "", "")
     assert binding.resolve("traces-acme", "acme-labs") == ("acme-labs", "", "")
     # A payload naming another tenant, an unbound topic, or a shared topic without a tenant is refused
-    cases = {("traces-acme", "northwind-ai"): "tenant_mismatch", ("other", "acme-labs"): "unbound_topic"}
+    cases: dict[tuple[str, str | None], str] = {("traces-acme", "northwind-ai"): "tenant_mismatch"}
+    cases[("other", "acme-labs")] = "unbound_topic"
     cases[("traces", None)] = "tenant_missing"
     for (topic, tenant), reason in cases.items():
         resolved, why, detail = binding.resolve(topic, tenant)
