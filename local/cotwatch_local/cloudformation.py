@@ -76,8 +76,9 @@ DUMMY_SECRET_KEY = "testing"
 CAPABILITIES: list[Any] = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
 
 # Resource types removed before create_stack, and why (moto 5.2.5). Types moto merely skips with a warning
-# (AWS::Lambda::Alias, AWS::S3::BucketPolicy, AWS::SNS::Subscription: no model, a !Ref to them resolves to
-# nothing) are left in: nothing local reads them and removing them would break the !Refs that name them.
+# (AWS::Lambda::Alias, AWS::S3::BucketPolicy, AWS::SNS::Subscription, AWS::SQS::QueuePolicy,
+# AWS::Lambda::EventInvokeConfig: no model, a !Ref to them resolves to nothing) are left in: nothing local
+# reads them and removing them would break the !Refs that name them.
 MOTO_GAPS: dict[str, str] = {
     "AWS::Lambda::EventSourceMapping": "moto maps only SQS, DynamoDB and Kinesis sources; a Kafka mapping "
     "fails the whole stack ('Missing EventSourceArn'). The local poller plays the mapping.",

@@ -158,7 +158,11 @@ def test_the_scorer_gets_exactly_what_its_adapters_call(deploy: Callable[..., De
 def test_the_key_is_usable_only_through_the_services_that_hold_data(deploy: Callable[..., Deployment]) -> None:
     # Given the scorer's and the roll-up's KMS statements
     stack = deploy(**MSK_IAM)
-    for role, services in (("ScorerRole", {"dynamodb", "s3", "sns"}), ("RollupRole", {"dynamodb", "s3"})):
+    # (lambda: the functions' environment variables are encrypted with the key; sqs: the roll-up's failures)
+    for role, services in (
+        ("ScorerRole", {"dynamodb", "s3", "sns", "lambda"}),
+        ("RollupRole", {"dynamodb", "s3", "sqs", "lambda"}),
+    ):
         (statement,) = [s for s in statements(stack, role) if str(s["Action"]).startswith("['kms:")]
         via = statement["Condition"]["StringEquals"]["kms:ViaService"]
         # Then they hold only via those services
@@ -208,8 +212,9 @@ def test_the_rollup_reads_counters_and_writes_rollups_only(deploy: Callable[...,
     stack = deploy(**MSK_IAM)
     granted = grants(stack, "RollupRole")
     TABLE, BUCKET, _, LOGS = arns(stack).values()  # noqa: N806
-    # Then it queries the counters table and writes under rollups/, nothing else
+    # Then it queries the counters table, writes under rollups/ and reports failed runs, nothing else
     assert granted == {
+        "sqs:SendMessage": {f"arn:aws:sqs:{REGION}:{ACCOUNT}:{stack.name}-async-failures"},
         "logs:CreateLogStream": {f"{LOGS}/rollup-counters"},
         "logs:PutLogEvents": {f"{LOGS}/rollup-counters"},
         "dynamodb:Query": {f"{TABLE}-counters"},

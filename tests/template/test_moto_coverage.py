@@ -15,7 +15,13 @@ from cotwatch_local.cloudformation import CAPABILITIES, MOTO_GAPS, for_moto
 # Created, but listed without a physical id (nothing can address them).
 WITHOUT_PHYSICAL_ID = {"AWS::Lambda::Version", "AWS::Lambda::LayerVersion", "AWS::Lambda::Permission"}
 # No moto model: skipped with a warning, a !Ref to them resolves to nothing.
-SKIPPED = {"AWS::Lambda::Alias", "AWS::S3::BucketPolicy", "AWS::SNS::Subscription"}
+SKIPPED = {
+    "AWS::Lambda::Alias",
+    "AWS::S3::BucketPolicy",
+    "AWS::SNS::Subscription",
+    "AWS::SQS::QueuePolicy",
+    "AWS::Lambda::EventInvokeConfig",
+}
 
 
 def test_every_gap_is_in_the_template_and_removed_from_what_moto_gets(translated: dict[str, Any]) -> None:
