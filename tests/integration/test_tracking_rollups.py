@@ -4,9 +4,11 @@ as the counters and the alerts table do."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -22,7 +24,9 @@ from cotwatch.rollup import RollupCounters, S3RollupWriter
 from cotwatch.score_traces import ScoreTraces
 from cotwatch.trace import TraceChunk
 from cotwatch.tracking import triage_increments
+from cotwatch_local.browser import drawn_points, dump_dom, screenshot
 from cotwatch_local.cloudformation import LocalNames
+from cotwatch_local.report import inputs_from_stack, render
 from cotwatch_local.tracking import connect, query_names, run_query
 from unit.conftest import BIO_LINE, CYBER_LINE, tiny_calibration, tiny_taxonomy
 
@@ -91,7 +95,14 @@ def scored(local_aws_names: LocalNames, local_aws_env: dict[str, str]) -> dict[s
         alert = next(a for a in ours if a["category"] == category)
         counters.apply_once(f"triage#{alert['alert_id']}", triage_increments(alert, verdict, at=chunks[-1].created_at))
     hours = sorted({c.created_at.strftime("%Y-%m-%dT%H") for c in chunks})
-    return {"counters": counters, "alerts": ours, "hours": hours, "prefix": f"rollups-{run}/"}
+    return {
+        "counters": counters,
+        "alerts": ours,
+        "hours": hours,
+        "prefix": f"rollups-{run}/",
+        "run": run,
+        "chunks": chunks,
+    }
 
 
 def _scan(table: str) -> list[dict[str, Any]]:
@@ -214,3 +225,37 @@ def test_duckdb_queries_agree_with_the_counters_and_the_alerts(
     held = Counter((str(a["model"]), str(a["category"]), str(a["disposition"])) for a in scored["alerts"])
     by_disposition = {row["k"]: row["n"] for row in expected["disposition"]}
     assert by_disposition == dict(held)
+
+
+def test_report_matches_dynamodb_and_every_chart_draws_its_points(
+    local_aws_names: LocalNames, scored: dict[str, Any], tmp_path: Path
+) -> None:
+    # Given the roll-ups of the workload, and the report over its two weeks
+    _roll_up(local_aws_names, scored)
+    rows, alerts = inputs_from_stack(
+        local_aws_names.name("DataBucket"), local_aws_names.name("AlertsTable"), prefix=scored["prefix"]
+    )
+    ours = [a for a in alerts if str(a["trace_id"]).endswith(scored["run"])]
+    now = max(c.created_at for c in scored["chunks"])
+    page = tmp_path / "report.html"
+    page.write_text(render(rows, ours, since=timedelta(weeks=2), now=now), encoding="utf-8")
+    # Then the per-model summary says what DynamoDB says: traces from the counters, severity-4 alerts from the
+    # alerts table, triage precision from the verdicts given
+    cells = _cells(scored["counters"], scored["hours"])
+    summary = re.search(r'<table class="summary">(.*?)</table>', page.read_text(encoding="utf-8"), re.S)
+    assert summary is not None
+    table = [re.findall(r"<td>(.*?)</td>", tr) for tr in re.findall(r"<tr>(.*?)</tr>", summary.group(1))[1:]]
+    for model, traces, _chunks, tokens, _rate, sev4, triage_precision in table:
+        assert int(traces) == sum(c["count"] for c in cells if c["model"] == model and c["metric"] == "traces")
+        assert int(tokens) == sum(c["count"] for c in cells if c["model"] == model and c["metric"] == "tokens")
+        assert int(sev4) == sum(1 for a in scored["alerts"] if a["model"] == model and int(a["severity"]) == 4)
+        assert triage_precision == {"model-a": "100.0%", "model-b": "0.0%"}[model]
+    assert sorted(row[0] for row in table) == ["model-a", "model-b"]
+    # And in headless Chromium every chart drew exactly the points it was given (offline: plotly is inlined)
+    drawn = drawn_points(dump_dom(page))
+    assert set(drawn) == {"flag-rate", "severity", "disposition", "score-drift", "near-threshold", "triage-precision"}
+    assert {name: given for name, (given, _) in drawn.items()} == {name: got for name, (_, got) in drawn.items()}
+    assert all(given > 0 for name, (given, _) in drawn.items() if name != "near-threshold")
+    # And a screenshot can be taken of it (docs/report.png is made the same way from the demo)
+    shot = screenshot(page, tmp_path / "report.png")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
