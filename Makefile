@@ -8,9 +8,9 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo demo-adapters test lint types unit integration e2e check eval bench sam-build clean
+.PHONY: chromium setup demo demo-adapters test lint types unit integration e2e check eval bench sam-build clean
 
-setup: $(STAMP) infra/kafka/lib/.fetched
+setup: $(STAMP) infra/kafka/lib/.fetched chromium
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -19,6 +19,13 @@ $(STAMP): pyproject.toml
 	# torch from PyPI is large: pip's cache serves it after the first install on a machine.
 	$(BIN)/pip install -q -e ".[ml,local,train,dev]"
 	@touch $(STAMP)
+
+# Debian's chromium for the report's browser test (tests/integration/test_tracking_rollups.py); installed where
+# missing when we are root (CI, the dev machines), else the command to run is printed.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "the report test needs Debian's chromium: sudo apt-get install -y chromium"; exit 1; fi; }
 
 # Kafka broker jars from Maven Central (pinned in infra/kafka/pom.xml), into a git-ignored folder.
 infra/kafka/lib/.fetched: infra/kafka/pom.xml | $(STAMP)
