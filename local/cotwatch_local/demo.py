@@ -162,7 +162,8 @@ def run_demo(
             snapshot(info.names.name("DataBucket"), info.names.name("AlertsTable"), tracking)
             out.write(f"rolled up {len(hours)} hours of counters; snapshot for `cotwatch report` in {tracking}\n")
         ids = {(d.tenant, d.trace_id) for d in docs}
-        ours = [a for a in alerts if (a["tenant"], a["trace_id"]) in ids]
+        # The alerts table also holds cooldown windows (alert_id, members, opener, window_start): not alerts.
+        ours = [a for a in alerts if (a.get("tenant"), a.get("trace_id")) in ids]
         return DemoReport(
             traces=len(docs),
             chunks=sent,

@@ -130,6 +130,7 @@ def flag_rate_figure(current: Slice, period_chars: int) -> go.Figure:
             if xs:
                 fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=f"{model} · {category}"))
     unit = "day" if period_chars == 10 else "hour (UTC)"
+    # Periods as categories: one hour of data must not become a millisecond-wide time axis.
     return _layout(
         fig,
         "Flag rate per category per model",
@@ -137,6 +138,7 @@ def flag_rate_figure(current: Slice, period_chars: int) -> go.Figure:
         "traces flagged (%)",
         legend="model · category",
         yaxis_rangemode="tozero",
+        xaxis_type="category",
     )
 
 
@@ -151,7 +153,15 @@ def severity_figure(current: Slice) -> go.Figure:
                 ys.append(n)
         if xs:
             fig.add_trace(go.Bar(x=xs, y=ys, name=f"severity {severity}", marker_color=SEVERITY_COLOURS[severity]))
-    return _layout(fig, "Alerts by severity", "category", "alerts", legend="severity", barmode="stack")
+    return _layout(
+        fig,
+        "Alerts by severity",
+        "category",
+        "alerts",
+        legend="severity",
+        barmode="stack",
+        xaxis_categoryorder="category ascending",
+    )
 
 
 def disposition_figure(current: Slice) -> go.Figure:
@@ -312,7 +322,9 @@ def render(
     in_window = [
         a
         for a in alerts
-        if (tenant is None or a["tenant"] == tenant) and window.holds(str(a["created_at"])[:13].replace(" ", "T"))
+        if {"tenant", "model", "category", "severity", "created_at"} <= set(a)  # not the cooldown windows' rows
+        and (tenant is None or a["tenant"] == tenant)
+        and window.holds(str(a["created_at"])[:13].replace(" ", "T"))
     ]
     verdicts, verdict_source = triage(current, in_window)
     verdicts_by_model: dict[str, Counter[str]] = defaultdict(Counter)
@@ -386,7 +398,9 @@ def _fmt(value: float | None) -> str:
 
 def _span(span: timedelta) -> str:
     hours = int(span.total_seconds() // 3600)
-    return f"{hours // 24} days" if hours % 24 == 0 else f"{hours} hours"
+    if hours % 24:
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    return f"{hours // 24} day{'s' if hours != 24 else ''}"
 
 
 def _plain(value: Any) -> Any:
