@@ -13,13 +13,18 @@ hour 23 is written, and on demand. Parquet columns: ``hour`` (``YYYY-MM-DDTHH``)
 ``metric``, ``category``, ``amount`` (int64; ``count`` is a reserved word in Athena's SQL).
 
 pyarrow is imported where Parquet is written or read, so the scorer image (which wires this module but never
-rolls up) does not need it.
+rolls up) does not need it. It does not fit the zip-packaged rollup function either (measured: shared layer
+119 MB + pyarrow 20.0.0, the newest wheel for the python3.11 runtime's glibc 2.26, 136 MB unpacked > the
+250 MB limit), so until that function gets an image of its own the hourly roll-up there writes JSON Lines and
+logs that it skipped Parquet; compaction, which needs Parquet, fails with that reason.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -29,6 +34,8 @@ from cotwatch.adapters.aws import s3_client
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+logger = logging.getLogger(__name__)
+PARQUET_MISSING = "pyarrow is not installed: the rollup function needs its own image for Parquet (docs/tracking.md)"
 COLUMNS = ("hour", "tenant", "model", "metric", "category", "amount")
 SORT_KEY = ("hour", "tenant", "model", "metric", "category")
 
@@ -60,6 +67,10 @@ def parse_day(value: str) -> str:
 
 def _sorted(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: tuple(str(r[k]) for k in SORT_KEY))
+
+
+def parquet_available() -> bool:
+    return importlib.util.find_spec("pyarrow") is not None
 
 
 def to_parquet(rows: Sequence[dict[str, Any]]) -> bytes:
@@ -102,11 +113,16 @@ class S3RollupWriter:
         key = f"{self._prefix}counters/dt={day}/hour={hh}/counters.jsonl"
         body = "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows)
         self._s3.put_object(Bucket=self._bucket, Key=key, Body=body.encode(), ContentType="application/x-ndjson")
-        self._s3.put_object(Bucket=self._bucket, Key=self.hourly_key(hour), Body=to_parquet(rows))
+        if parquet_available():
+            self._s3.put_object(Bucket=self._bucket, Key=self.hourly_key(hour), Body=to_parquet(rows))
+        else:
+            logger.warning("Parquet roll-up of %s skipped: %s", hour, PARQUET_MISSING)
         return f"s3://{self._bucket}/{key}"  # the JSON Lines object, as before; the Parquet one is hourly_key
 
     def compact(self, day: str) -> tuple[str, int]:
         """Merge the day's hourly Parquet objects into one daily object (rewritten whole: idempotent)."""
+        if not parquet_available():
+            raise RuntimeError(f"cannot compact {day}: {PARQUET_MISSING}")
         prefix = f"{self._prefix}hourly/dt={day}/"
         rows: list[dict[str, Any]] = []
         for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=prefix):
@@ -127,7 +143,7 @@ class RollupCounters:
     def run(self, hour: str) -> tuple[str, int]:
         rows = _sorted(self._counters.hour(hour))
         location = self._writer.write(hour, rows)
-        if hour.endswith("T23"):  # the day is complete: compact it
+        if hour.endswith("T23") and parquet_available():  # the day is complete: compact it
             self._writer.compact(hour.split("T")[0])
         return location, len(rows)
 
