@@ -118,9 +118,26 @@ class CounterKey(BaseModel):
         return moment.strftime("%Y-%m-%dT%H")
 
 
+class ChunkIdentity(BaseModel):
+    """A chunk's identity ((tenant, trace_id, seq) as ``key``) and what first claimed it: a content hash and
+    the claiming record (``fingerprint``), so a producer retry at a new offset is recognised as a duplicate."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    fingerprint: str
+
+
 class CounterStore(Protocol):
-    def apply_once(self, marker: str, increments: Mapping[CounterKey, int]) -> bool:
-        """Write the processed marker and all increments in one transaction; False if already applied."""
+    def apply_once(
+        self, marker: str, increments: Mapping[CounterKey, int], identity: ChunkIdentity | None = None
+    ) -> bool:
+        """Write the processed marker, the chunk identity (if given) and all increments in one transaction;
+        False (and nothing written) if the marker or the identity is already there."""
+        ...
+
+    def identities(self, keys: Iterable[str]) -> dict[str, str]:
+        """The fingerprints stored for those chunk identity keys that are claimed (strongly consistent)."""
         ...
 
     def applied(self, marker: str) -> bool:

@@ -11,6 +11,7 @@ writes, counters ride in one transaction with a processed marker, dead letters h
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -31,6 +32,7 @@ from cotwatch.ports import (
     AlertPublisher,
     AlertStore,
     AlertWrite,
+    ChunkIdentity,
     CounterKey,
     CounterStore,
     DeadLetter,
@@ -49,6 +51,7 @@ class Outcome(StrEnum):
     DEAD_LETTERED = "dead_lettered"
     FAILED = "failed"  # its effects raised: reported to Lambda, which redelivers it
     SKIPPED = "skipped"  # OTLP spans that carry no text: counted by reason, never dead-lettered
+    DEDUPLICATED = "deduplicated"  # the same chunk (identity and content) arrived again at another offset
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class RecordReport:
     prior_peak: dict[str, float] = field(default_factory=dict)  # the trace's peaks before this chunk
     prior_state: TraceState | None = None  # the trace's state before this chunk: what its counters derive from
     outcome: Outcome | None = None
+    duplicate_of: RecordReport | None = None  # an earlier record of this batch carrying the same chunk
     alerts_created: int = 0
     alerts_escalated: int = 0
     notifications: int = 0
@@ -117,6 +121,10 @@ class BatchReport:
     @property
     def dead_lettered(self) -> int:
         return self._count(Outcome.DEAD_LETTERED)
+
+    @property
+    def deduplicated(self) -> int:
+        return self._count(Outcome.DEDUPLICATED)
 
     @property
     def failed(self) -> list[RecordReport]:
@@ -210,6 +218,20 @@ def decode_chunk(record: KafkaRecord) -> TraceChunk | Rejection:
     return chunk
 
 
+def identity_key(chunk: TraceChunk) -> str:
+    """(tenant, trace_id, seq): what makes a chunk the same chunk, whichever offset it arrived at."""
+    return f"{chunk.tenant}#{chunk.trace_id}#{chunk.seq}"
+
+
+def content_hash(chunk: TraceChunk) -> str:
+    """What the chunk says, without when it was stamped: a retried send carries the same hash."""
+    return hashlib.sha256(chunk.model_dump_json(exclude={"created_at"}).encode()).hexdigest()
+
+
+def _conflict(key: str, where: str) -> Rejection:
+    return Rejection("conflicting_duplicate", f"chunk {key} arrived before with different content ({where})")
+
+
 class ScoreTraces:
     """Score trace chunks and record what was found."""
 
@@ -244,6 +266,7 @@ class ScoreTraces:
             for r in batch.records
             for part, decoded in enumerate(decode_record(r, self._otlp_topics))
         ]
+        self._deduplicate(reports)
         self._assess(reports)
         for report in reports:
             if report.outcome is not None:
@@ -253,6 +276,8 @@ class ScoreTraces:
                     self._dead_letter(report, report.decoded)
                 elif isinstance(report.decoded, Skipped):
                     self._count_skipped(report, report.decoded)
+                elif report.duplicate_of is not None:
+                    self._count_duplicate(report, report.decoded)
                 else:
                     self._apply(report, report.decoded)
             except Exception as exc:  # one record's effects failed: Lambda redelivers it, the rest go on
@@ -272,6 +297,33 @@ class ScoreTraces:
             return Rejection(reason, detail)
         return decoded if tenant == decoded.tenant else decoded.model_copy(update={"tenant": tenant})
 
+    def _deduplicate(self, reports: list[RecordReport]) -> None:
+        """Exactly once per chunk, not per offset: a producer retry lands the same (tenant, trace_id, seq) at a
+        new offset. Same content -> a duplicate (counted, no effect); other content -> conflicting_duplicate."""
+        chunks = [r for r in reports if isinstance(r.decoded, TraceChunk)]
+        claimed = self._counters.identities(
+            identity_key(r.decoded) for r in chunks if isinstance(r.decoded, TraceChunk)
+        )
+        first: dict[str, RecordReport] = {}
+        for report in chunks:
+            chunk = report.decoded
+            assert isinstance(chunk, TraceChunk)
+            key, digest = identity_key(chunk), content_hash(chunk)
+            earlier = first.setdefault(key, report)
+            stored = claimed.get(key)
+            if stored is not None:
+                stored_digest, _, source = stored.partition("@")
+                if stored_digest != digest:
+                    report.decoded = _conflict(key, f"stored by {source}")
+                elif source != report.effect_id:
+                    report.duplicate_of = report  # the claiming record is done: nothing of this one to wait for
+            elif earlier is not report:
+                earlier_chunk = earlier.decoded
+                if not isinstance(earlier_chunk, TraceChunk) or content_hash(earlier_chunk) != digest:
+                    report.decoded = _conflict(key, f"carried by {earlier.effect_id} in this batch")
+                else:
+                    report.duplicate_of = earlier
+
     def _assess(self, reports: list[RecordReport]) -> None:
         """All valid chunks in one call, per trace in chunk order; a failure here fails the whole batch.
 
@@ -281,7 +333,7 @@ class ScoreTraces:
         not (it failed while later chunks of its trace went on), it is assessed on its own, keeping only
         whether the trace had refused, so its idempotent effects finish; its state is not written.
         """
-        valid = [(r, r.decoded) for r in reports if isinstance(r.decoded, TraceChunk)]
+        valid = [(r, r.decoded) for r in reports if isinstance(r.decoded, TraceChunk) and r.duplicate_of is None]
         valid.sort(key=lambda pair: (pair[1].trace_key, pair[1].seq))
         prior = self._states.get_many({chunk.trace_key for _, chunk in valid})
 
@@ -328,12 +380,25 @@ class ScoreTraces:
                 self._alerts.mark_notified(alert)
                 report.notifications += 1
         # Counters before state: a retry after a crash in between still derives the same increments.
+        claim = ChunkIdentity(key=identity_key(chunk), fingerprint=f"{content_hash(chunk)}@{report.effect_id}")
         report.counted = self._counters.apply_once(
-            report.effect_id, chunk_increments(chunk, report.assessment, report.prior_state, self._count_tokens)
+            report.effect_id,
+            chunk_increments(chunk, report.assessment, report.prior_state, self._count_tokens),
+            claim,
         )
         if report.state is not None:  # None for a redelivered chunk the stored state already covers
             self._states.put(report.state)
         report.outcome = Outcome.SCORED
+
+    def _count_duplicate(self, report: RecordReport, chunk: TraceChunk) -> None:
+        primary = report.duplicate_of
+        if primary is not None and primary is not report and primary.outcome is not Outcome.SCORED:
+            # Its twin failed (or is not done): fail this one too, so Lambda redelivers both.
+            raise RuntimeError(f"duplicate of {primary.effect_id}, which did not complete")
+        hour = CounterKey.hour_of(chunk.created_at)
+        key = CounterKey(hour=hour, tenant=chunk.tenant, model=chunk.model, metric="deduplicated")
+        report.counted = self._counters.apply_once(report.effect_id, {key: 1})
+        report.outcome = Outcome.DEDUPLICATED
 
     def _count_skipped(self, report: RecordReport, skipped: Skipped) -> None:
         hour = CounterKey.hour_of(self._clock())

@@ -33,7 +33,7 @@ from cotwatch.adapters.memory import (
 )
 from cotwatch.alerts import Alert, alert_id
 from cotwatch.detection.models import Disposition, Evidence, TraceState
-from cotwatch.ports import AlertPublisher, AlertStore, AlertWrite, CounterKey, DeadLetter, DeadLetterSink
+from cotwatch.ports import AlertPublisher, AlertStore, AlertWrite, ChunkIdentity, CounterKey, DeadLetter, DeadLetterSink
 from cotwatch.trace import Segment
 
 BACKENDS = ["memory", pytest.param("moto", marks=pytest.mark.integration)]
@@ -267,6 +267,21 @@ def test_counters_say_whether_a_marker_was_applied(counters: CountersUnderTest, 
 
     assert counters.store.applied(f"{run_id}@3") is True
     assert counters.store.applied(f"{run_id}@4") is False
+
+
+def test_counters_claim_a_chunk_identity_once_in_the_same_transaction(counters: CountersUnderTest, run_id: str) -> None:
+    # Given a chunk's identity claimed with its counters by the record at offset 5
+    hour, tenant = "2026-11-26T16", f"ident-{run_id}"
+    increments = {CounterKey(hour=hour, tenant=tenant, model="m", metric="chunks"): 1}
+    claim = ChunkIdentity(key=f"{tenant}#t#0", fingerprint=f"abc@{run_id}@5")
+    assert counters.store.apply_once(f"{run_id}@5", increments, claim) is True
+    # When the same chunk arrives again at offset 9 (a new marker, the same identity)
+    again = counters.store.apply_once(f"{run_id}@9", increments, ChunkIdentity(key=claim.key, fingerprint="x"))
+    # Then nothing is written: not the counters, not the new marker, not the new fingerprint
+    assert again is False
+    assert counters.hour_counts(hour, tenant) == {("chunks", "-"): 1}
+    assert counters.store.applied(f"{run_id}@9") is False
+    assert counters.store.identities([claim.key, f"{tenant}#t#1"]) == {claim.key: claim.fingerprint}
 
 
 # ---------------------------------------------------------------------------------------- dead letters

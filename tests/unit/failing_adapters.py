@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 from cotwatch.adapters.memory import MemoryCounterStore, MemoryPublisher, MemoryTraceStateStore
 from cotwatch.alerts import Alert
 from cotwatch.detection.models import TraceState
-from cotwatch.ports import AlertWrite, CounterKey, DeadLetter
+from cotwatch.ports import AlertWrite, ChunkIdentity, CounterKey, DeadLetter
 
 
 def client_error(code: str, operation: str) -> ClientError:
@@ -36,10 +36,12 @@ class ThrottledCounterStore(MemoryCounterStore):
         super().__init__()
         self.throttled_markers = throttled_markers
 
-    def apply_once(self, marker: str, increments: Mapping[CounterKey, int]) -> bool:
+    def apply_once(
+        self, marker: str, increments: Mapping[CounterKey, int], identity: ChunkIdentity | None = None
+    ) -> bool:
         if marker in self.throttled_markers:
             raise client_error("ProvisionedThroughputExceededException", "TransactWriteItems")
-        return super().apply_once(marker, increments)
+        return super().apply_once(marker, increments, identity)
 
 
 class FailingDeadLetterSink:

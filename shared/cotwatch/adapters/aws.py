@@ -22,7 +22,7 @@ from cotwatch.alerts import Alert, AlertStatus, Verdict, new_alert_item, plan_tr
 from cotwatch.contract import alert_message, digest_message
 from cotwatch.cooldown import digest_of
 from cotwatch.detection.models import TraceState
-from cotwatch.ports import AlertWrite, CooldownDecision, CounterKey, DeadLetter, Digest, StoredAlert
+from cotwatch.ports import AlertWrite, ChunkIdentity, CooldownDecision, CounterKey, DeadLetter, Digest, StoredAlert
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient, DynamoDBServiceResource
@@ -319,8 +319,11 @@ class DynamoCounterStore:
         self._name = table_name
         self._ttl_s = ttl_days * 86400
 
-    def apply_once(self, marker: str, increments: Mapping[CounterKey, int]) -> bool:
-        if len(increments) + 1 > MAX_TRANSACTION_ITEMS:
+    def apply_once(
+        self, marker: str, increments: Mapping[CounterKey, int], identity: ChunkIdentity | None = None
+    ) -> bool:
+        claims = 1 if identity is None else 2
+        if len(increments) + claims > MAX_TRANSACTION_ITEMS:
             raise ValueError(f"{len(increments)} counters exceed one DynamoDB transaction")
         expires = int(time.time()) + self._ttl_s
         items: list[TransactWriteItemTypeDef] = [
@@ -332,6 +335,17 @@ class DynamoCounterStore:
                 }
             }
         ]
+        if identity is not None:  # claimed in the same transaction: a duplicate at a new offset changes nothing
+            item = {"pk": f"chunk#{identity.key}", "sk": "identity", "fingerprint": identity.fingerprint}
+            items.append(
+                {
+                    "Put": {
+                        "TableName": self._name,
+                        "Item": _attributes({**item, "expires_at": expires}),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+            )
         for key, amount in increments.items():
             items.append(
                 {
@@ -359,9 +373,33 @@ class DynamoCounterStore:
             return True
         except ClientError as exc:
             reasons = exc.response.get("CancellationReasons") or []
-            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+            if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons[:claims]):
                 return False
             raise
+
+    def identities(self, keys: Iterable[str]) -> dict[str, str]:
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, str] = {}
+        for start in range(0, len(wanted), 100):  # BatchGetItem reads at most 100 keys
+            request: dict[str, Any] = {
+                self._name: {
+                    "Keys": [_attributes({"pk": f"chunk#{k}", "sk": "identity"}) for k in wanted[start : start + 100]],
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "pk, fingerprint",
+                }
+            }
+            for _ in range(8):  # unprocessed keys are a partial answer to ask again, not an error
+                page = self._client.batch_get_item(RequestItems=request)
+                for raw in page.get("Responses", {}).get(self._name, []):
+                    row = {n: DESERIALIZER.deserialize(v) for n, v in raw.items()}
+                    found[str(row["pk"]).removeprefix("chunk#")] = str(row.get("fingerprint", ""))
+                request = dict(page.get("UnprocessedKeys") or {})
+                if not request:
+                    break
+                time.sleep(0.05)
+            else:
+                raise RuntimeError("BatchGetItem left chunk identities unread after 8 attempts")
+        return found
 
     def applied(self, marker: str) -> bool:
         item = self._client.get_item(

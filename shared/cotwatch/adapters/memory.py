@@ -11,7 +11,7 @@ from typing import Any
 from cotwatch.alerts import Alert, AlertStatus, Verdict, new_alert_item, plan_triage, plan_update
 from cotwatch.cooldown import digest_of
 from cotwatch.detection.models import TraceState
-from cotwatch.ports import AlertWrite, CooldownDecision, CounterKey, DeadLetter, Digest, StoredAlert
+from cotwatch.ports import AlertWrite, ChunkIdentity, CooldownDecision, CounterKey, DeadLetter, Digest, StoredAlert
 
 
 class MemoryAlertStore:
@@ -120,14 +120,22 @@ class MemoryTraceStateStore:
 class MemoryCounterStore:
     def __init__(self) -> None:
         self.markers: set[str] = set()
+        self.identity_claims: dict[str, str] = {}
         self.counts: Counter[CounterKey] = Counter()
 
-    def apply_once(self, marker: str, increments: Mapping[CounterKey, int]) -> bool:
-        if marker in self.markers:
+    def apply_once(
+        self, marker: str, increments: Mapping[CounterKey, int], identity: ChunkIdentity | None = None
+    ) -> bool:
+        if marker in self.markers or (identity is not None and identity.key in self.identity_claims):
             return False
         self.markers.add(marker)
+        if identity is not None:
+            self.identity_claims[identity.key] = identity.fingerprint
         self.counts.update(increments)
         return True
+
+    def identities(self, keys: Iterable[str]) -> dict[str, str]:
+        return {k: self.identity_claims[k] for k in keys if k in self.identity_claims}
 
     def applied(self, marker: str) -> bool:
         return marker in self.markers
