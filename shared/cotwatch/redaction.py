@@ -132,6 +132,18 @@ def _validated_spans(pattern: re.Pattern[str], text: str, tag: str, valid: Calla
             yield (m.start(), m.end(), tag)
 
 
+def _iban_spans(text: str) -> Iterator[_Span]:
+    # The candidate may run on into the next word ("GB82WEST1234... I will"): drop space-separated
+    # trailing groups until the checksum holds.
+    for m in _IBAN_CANDIDATE.finditer(text):
+        candidate = m.group(0)
+        while candidate:
+            if iban.is_valid(candidate):
+                yield (m.start(), m.start() + len(candidate), "[IBAN]")
+                break
+            candidate = candidate.rpartition(" ")[0]
+
+
 def _is_card(candidate: str) -> bool:
     digits = re.sub(r"\D", "", candidate)
     return 13 <= len(digits) <= 19 and luhn.is_valid(digits)
@@ -195,7 +207,7 @@ def find_sensitive(text: str) -> list[_Span]:
     spans += _regex_spans(_BEARER, text, "[TOKEN]", group=1)
     spans += _regex_spans(_PREFIXED_TOKEN, text, "[TOKEN]")
     spans += _regex_spans(_EMAIL, text, "[EMAIL]")
-    spans += _validated_spans(_IBAN_CANDIDATE, text, "[IBAN]", lambda s: bool(iban.is_valid(s)))
+    spans += _iban_spans(text)
     spans += _validated_spans(_CARD_CANDIDATE, text, "[NUMBER]", _is_card)
     spans += _validated_spans(_SSN_CANDIDATE, text, "[SSN]", _is_ssn)
     spans += _validated_spans(_IPV4, text, "[IP]", _is_ip)
@@ -299,3 +311,26 @@ def redact_dead_letter_fields(data: dict[str, Any]) -> dict[str, Any]:
         out["detail"] = redact(data["detail"][:DEAD_LETTER_BYTES_LIMIT])
     out["headers"] = [(name, redact_b64(v) or "") for name, v in data.get("headers", [])]
     return out
+
+
+def window_excerpt(
+    chunk_text: str,
+    spans: list[_Span],
+    window_text: str,
+    start: int,
+    end: int,
+    max_chars: int = 320,
+) -> str:
+    """The excerpt of one scoring window, redacted with the spans found in the whole chunk text (``spans`` of
+    :func:`find_sensitive`), so a secret the window cuts away from its context (``password: x`` split after
+    the colon, a token split in half) is still caught. ``start`` < 0: the window begins in the previous
+    chunk's tail (``window_text[:-start]``), which is redacted on its own."""
+    head = redact(window_text[: max(0, -start)])
+    lo = max(start, 0)
+    body = chunk_text[lo:end]
+    clipped = [(max(s, lo) - lo, min(e, end) - lo, tag) for s, e, tag in spans if s < end and e > lo]
+    snippet = " ".join(f"{head} {_merge(body, clipped + find_sensitive(body))}".split())
+    if len(snippet) > max_chars:
+        half = (max_chars - 3) // 2
+        snippet = f"{snippet[:half]} … {snippet[-half:]}"
+    return snippet

@@ -20,7 +20,7 @@ from cotwatch.detection.models import (
 )
 from cotwatch.detection.scorer import WindowScorer, WindowScores
 from cotwatch.detection.windowing import WINDOW_CHARS, Window, cut_windows, tail_of
-from cotwatch.redaction import excerpt
+from cotwatch.redaction import find_sensitive, window_excerpt
 from cotwatch.trace import Segment, TraceChunk
 
 WATCH_LEVEL = 0.35  # calibrated score at which a window counts as a near hit and may become evidence
@@ -172,13 +172,17 @@ class TraceMonitor:
         elif severity and disposition == Disposition.COMPLIED:
             severity = min(4, severity + 1)
         order = np.argsort(-raw)[: self._evidence_k]
+        # Sensitive spans of the whole chunk: a window alone can lack the context that marks a secret.
+        spans = find_sensitive(plan.chunk.text) if any(calibrated[i] >= WATCH_LEVEL for i in order) else []
         evidence = tuple(
             Evidence(
                 chunk_seq=plan.chunk.seq,
                 segment=plan.chunk.segment,
                 start=plan.windows[i].start,
                 end=plan.windows[i].end,
-                excerpt=excerpt(plan.windows[i].text, 0, len(plan.windows[i].text)),
+                excerpt=window_excerpt(
+                    plan.chunk.text, spans, plan.windows[i].text, plan.windows[i].start, plan.windows[i].end
+                ),
                 score=round(float(calibrated[i]), 4),
                 cue_ids=scores.cues[plan.first_row + int(i)][c] if scores else (),
                 exemplar_ids=scores.exemplars[plan.first_row + int(i)][c] if scores else (),
