@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: chromium setup demo demo-adapters test lint types unit integration e2e check eval bench sam-build clean
+.PHONY: chromium setup demo demo-adapters test lint types unit integration e2e check audit eval bench sam-build clean
 
 setup: $(STAMP) infra/kafka/lib/.fetched chromium
 
@@ -63,6 +63,13 @@ e2e: setup
 	$(BIN)/python -m pytest tests/e2e
 
 check: test
+
+## audit: known vulnerabilities in the installed dependencies (pip-audit, PyPI's vulnerability data). --strict
+## fails when a package could not be audited, so an unreachable service is an error, never a silent pass.
+## Not part of `make test`: on machines whose index mirror lacks PyPI's per-release JSON every package is
+## skipped (docs/security.md).
+audit: $(STAMP)
+	$(BIN)/pip-audit --strict --progress-spinner off
 
 ## eval: detection figures on the development data (see docs/detection.md)
 eval: setup
