@@ -21,6 +21,7 @@ RECORDS_RECEIVED: Final = "RecordsReceived"
 RECORDS_SCORED: Final = "RecordsScored"
 RECORDS_DEAD_LETTERED: Final = "RecordsDeadLettered"  # alarmed: DeadLettersAlarm
 RECORDS_FAILED: Final = "RecordsFailed"  # reported to Lambda as batch item failures, then retried
+RECORDS_DEDUPLICATED: Final = "RecordsDeduplicated"  # producer retries of a chunk already scored
 ALERTS_RAISED: Final = "AlertsRaised"  # alarmed: AlertRateAlarm (alert-rate spike)
 ALERTS_ESCALATED: Final = "AlertsEscalated"
 WINDOWS_SCORED: Final = "WindowsScored"

@@ -26,6 +26,7 @@ from cotwatch.alerts import Alert
 from cotwatch.decoding import MAX_RECORD_BYTES, PayloadError, load_json
 from cotwatch.detection.models import ChunkAssessment, TraceState
 from cotwatch.detection.monitor import TraceMonitor
+from cotwatch.detection.windowing import cut_windows
 from cotwatch.kafka_event import KafkaBatch, KafkaRecord
 from cotwatch.otlp import OtlpDecodeError, decode_otlp, select_encoding
 from cotwatch.ports import (
@@ -40,7 +41,7 @@ from cotwatch.ports import (
     TraceStateStore,
 )
 from cotwatch.tenancy import TenantBinding
-from cotwatch.trace import SCHEMA_VERSION, TraceChunk
+from cotwatch.trace import MAX_CHUNK_CHARS, SCHEMA_VERSION, TraceChunk
 from cotwatch.tracking import TokenCounter, chunk_increments, with_alerts, word_count
 
 logger = logging.getLogger(__name__)
@@ -232,6 +233,19 @@ def _conflict(key: str, where: str) -> Rejection:
     return Rejection("conflicting_duplicate", f"chunk {key} arrived before with different content ({where})")
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one chunk and one invocation may cost. A chunk over a limit is a dead letter, never clipped (a
+    clipped text would pass its unscored part as clean); a batch near its deadline hands the rest back."""
+
+    max_chunk_chars: int = MAX_CHUNK_CHARS
+    max_windows_per_chunk: int = 2_000  # a full 200k-character chunk of prose is ~1,100 windows of 240 chars
+    time_reserve_ms: int = 10_000  # stop starting new records when less than this is left (at most 1/4 of it)
+
+
+HANDED_BACK = "time_budget: handed back unprocessed before the invocation's deadline"
+
+
 class ScoreTraces:
     """Score trace chunks and record what was found."""
 
@@ -247,6 +261,7 @@ class ScoreTraces:
         count_tokens: TokenCounter = word_count,
         otlp_topics: Mapping[str, str] | None = None,
         tenants: TenantBinding | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self._monitor = monitor
         self._alerts = alerts
@@ -259,18 +274,40 @@ class ScoreTraces:
         self._otlp_topics = dict(otlp_topics or {})
         # None: every valid payload tenant (unit tests); deployments always pass TENANT_BINDINGS.
         self._tenants = tenants
+        self._limits = limits or Limits()
 
-    def process_batch(self, batch: KafkaBatch) -> BatchReport:
+    def process_batch(self, batch: KafkaBatch, remaining_ms: Callable[[], int] | None = None) -> BatchReport:
+        """``remaining_ms`` is the Lambda context's ``get_remaining_time_in_millis``: records not started when
+        less than ``time_reserve_ms`` is left are handed back as failures (Lambda redelivers them) rather
+        than lost to a timeout that would redeliver the whole batch, done records included."""
+
+        # The reserve, or a quarter of the time the batch started with if that is smaller (short timeouts).
+        reserve = (
+            self._limits.time_reserve_ms
+            if remaining_ms is None
+            else min(self._limits.time_reserve_ms, remaining_ms() // 4)
+        )
+
+        def out_of_time() -> bool:
+            return remaining_ms is not None and remaining_ms() < reserve
+
         reports = [
-            RecordReport(record=r, decoded=self._bind_tenant(r, decoded), part=part)
+            RecordReport(record=r, decoded=self._admit(r, decoded), part=part)
             for r in batch.records
             for part, decoded in enumerate(decode_record(r, self._otlp_topics))
         ]
+        if out_of_time():  # not even time to assess: every record goes back
+            for report in reports:
+                report.outcome, report.error = Outcome.FAILED, HANDED_BACK
+            return BatchReport(records=tuple(reports))
         self._deduplicate(reports)
         self._assess(reports)
         for report in reports:
             if report.outcome is not None:
                 continue  # settled while assessing
+            if out_of_time():
+                report.outcome, report.error = Outcome.FAILED, HANDED_BACK
+                continue
             try:
                 if isinstance(report.decoded, Rejection):
                     self._dead_letter(report, report.decoded)
@@ -285,11 +322,23 @@ class ScoreTraces:
                 report.outcome, report.error = Outcome.FAILED, f"{type(exc).__name__}: {exc}"
         return BatchReport(records=tuple(reports))
 
-    def _bind_tenant(
+    def _admit(
         self, record: KafkaRecord, decoded: TraceChunk | Rejection | Skipped
     ) -> TraceChunk | Rejection | Skipped:
-        """The tenant comes from the topic's binding: a payload naming another tenant is a dead letter."""
-        if self._tenants is None or not isinstance(decoded, TraceChunk):
+        """Limits, then the tenant from the topic's binding: a payload naming another tenant is a dead letter."""
+        if not isinstance(decoded, TraceChunk):
+            return decoded
+        limits = self._limits
+        if len(decoded.text) > limits.max_chunk_chars:
+            return Rejection(
+                "chunk_too_large", f"text has {len(decoded.text)} characters, over {limits.max_chunk_chars}"
+            )
+        windows = len(cut_windows(decoded.text))
+        if windows > limits.max_windows_per_chunk:
+            return Rejection(
+                "too_many_windows", f"text cuts into {windows} windows, over {limits.max_windows_per_chunk}"
+            )
+        if self._tenants is None:
             return decoded
         named = decoded.tenant if "tenant" in decoded.model_fields_set else None
         tenant, reason, detail = self._tenants.resolve(record.topic, named)

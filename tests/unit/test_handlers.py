@@ -121,6 +121,7 @@ def test_a_clean_batch_answers_with_no_failures_and_emits_every_scorer_metric(
         obs.RECORDS_SCORED: 3,
         obs.RECORDS_DEAD_LETTERED: 1,
         obs.RECORDS_FAILED: 0,
+        obs.RECORDS_DEDUPLICATED: 0,
         obs.WINDOWS_SCORED: windows,
         obs.ALERTS_RAISED: 1,
         obs.ALERTS_ESCALATED: 0,

@@ -28,6 +28,7 @@ def batch_metrics(report: BatchReport) -> dict[str, int]:
         obs.RECORDS_SCORED: report.scored,
         obs.RECORDS_DEAD_LETTERED: report.dead_lettered,
         obs.RECORDS_FAILED: len(report.failed),
+        obs.RECORDS_DEDUPLICATED: report.deduplicated,
         obs.WINDOWS_SCORED: report.windows_scored,
         obs.ALERTS_RAISED: report.alerts_raised,
         obs.ALERTS_ESCALATED: report.alerts_escalated,
@@ -44,7 +45,7 @@ def make_handler(use_case: ScoreTraces, *, logger: Logger | None = None, metrics
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         batch = parse_kafka_event(event)  # a malformed envelope fails the whole batch: Lambda retries it
-        report = use_case.process_batch(batch)
+        report = use_case.process_batch(batch, remaining_ms=context.get_remaining_time_in_millis)
         for record in report.records:
             if record.outcome is Outcome.DEAD_LETTERED:
                 logger.warning(
