@@ -20,7 +20,7 @@ from cotwatch.detection.models import (
 )
 from cotwatch.detection.scorer import WindowScorer, WindowScores
 from cotwatch.detection.windowing import WINDOW_CHARS, Window, cut_windows, tail_of
-from cotwatch.redaction import find_sensitive, window_excerpt
+from cotwatch.redaction import find_sensitive, fingerprint, window_excerpt
 from cotwatch.trace import Segment, TraceChunk
 
 WATCH_LEVEL = 0.35  # calibrated score at which a window counts as a near hit and may become evidence
@@ -52,7 +52,11 @@ class TraceMonitor:
         *,
         window_chars: int = WINDOW_CHARS,
         evidence_per_category: int = 3,
+        hashed_tenants: frozenset[str] = frozenset(),
     ) -> None:
+        """``hashed_tenants``: tenants whose evidence holds no text at all, only the window's offsets and the
+        sha256 of its text (:func:`cotwatch.redaction.fingerprint`) in place of the excerpt."""
+        self._hashed_tenants = hashed_tenants
         self._embedder = embedder
         self._scorer = scorer
         self._calibration = calibration
@@ -173,14 +177,18 @@ class TraceMonitor:
             severity = min(4, severity + 1)
         order = np.argsort(-raw)[: self._evidence_k]
         # Sensitive spans of the whole chunk: a window alone can lack the context that marks a secret.
-        spans = find_sensitive(plan.chunk.text) if any(calibrated[i] >= WATCH_LEVEL for i in order) else []
+        hashed = tenant in self._hashed_tenants
+        wanted = not hashed and any(calibrated[i] >= WATCH_LEVEL for i in order)
+        spans = find_sensitive(plan.chunk.text) if wanted else []
         evidence = tuple(
             Evidence(
                 chunk_seq=plan.chunk.seq,
                 segment=plan.chunk.segment,
                 start=plan.windows[i].start,
                 end=plan.windows[i].end,
-                excerpt=window_excerpt(
+                excerpt=fingerprint(plan.windows[i].text)
+                if hashed
+                else window_excerpt(
                     plan.chunk.text, spans, plan.windows[i].text, plan.windows[i].start, plan.windows[i].end
                 ),
                 score=round(float(calibrated[i]), 4),
