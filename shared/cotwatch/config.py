@@ -86,3 +86,11 @@ class RollupSettings(_Settings):
     counters_table: str = Field(min_length=3, validation_alias="COUNTERS_TABLE")
     data_bucket: str = Field(min_length=3, validation_alias="DATA_BUCKET")
     rollup_prefix: str = Field(default="rollups/", validation_alias="ROLLUP_PREFIX")
+
+
+class AlertsApiSettings(_Settings):
+    """Settings of the ``alerts_api`` function."""
+
+    alerts_table: str = Field(min_length=3, validation_alias="ALERTS_TABLE")
+    alerts_topic_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sns:", validation_alias="ALERTS_TOPIC_ARN")
+    tenant_claim: str = Field(default="cotwatch:tenants", min_length=1, validation_alias="TENANT_CLAIM")

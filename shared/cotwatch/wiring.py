@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cotwatch.adapters.aws import (
     DynamoAlertStore,
     DynamoCooldownStore,
@@ -10,12 +12,15 @@ from cotwatch.adapters.aws import (
     S3DeadLetterSink,
     SnsAlertPublisher,
 )
-from cotwatch.config import RollupSettings, ScorerSettings
+from cotwatch.config import AlertsApiSettings, RollupSettings, ScorerSettings
 from cotwatch.cooldown import CooldownPublisher
 from cotwatch.detection.factory import build_monitor
 from cotwatch.rollup import RollupCounters, S3RollupWriter
 from cotwatch.score_traces import ScoreTraces
 from cotwatch.tracking import model_token_counter
+
+if TYPE_CHECKING:
+    from cotwatch.handlers.alerts_api import Handler
 
 
 def build_score_traces(settings: ScorerSettings) -> ScoreTraces:
@@ -45,4 +50,16 @@ def build_rollup(settings: RollupSettings) -> RollupCounters:
     return RollupCounters(
         counters=DynamoCounterStore(settings.counters_table),
         writer=S3RollupWriter(settings.data_bucket, prefix=settings.rollup_prefix),
+    )
+
+
+def build_alerts_api(settings: AlertsApiSettings) -> Handler:
+    from cotwatch.adapters.aws_alerts_api import DynamoAlertQuery, SnsSubscriptions
+    from cotwatch.handlers.alerts_api import make_handler
+
+    return make_handler(
+        DynamoAlertStore(settings.alerts_table),
+        DynamoAlertQuery(settings.alerts_table),
+        SnsSubscriptions(settings.alerts_topic_arn),
+        settings.tenant_claim,
     )

@@ -25,6 +25,7 @@ from cotwatch_local.cloudformation import BUCKET, TABLE, TOPIC, deploy_stack
 SETTINGS_BY_FUNCTION: dict[str, type[BaseSettings]] = {
     "ScoreTracesFunction": config.ScorerSettings,
     "RollupFunction": config.RollupSettings,
+    "AlertsApiFunction": config.AlertsApiSettings,
 }
 NAME_PROPERTY = {TABLE: "TableName", BUCKET: "BucketName", TOPIC: "TopicName"}
 
@@ -86,8 +87,11 @@ def test_the_created_environment_validates(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = SETTINGS_BY_FUNCTION[function]()
-    assert settings.data_bucket == stack.physical("DataBucket")  # type: ignore[attr-defined]
-    assert settings.counters_table == stack.physical("CountersTable")  # type: ignore[attr-defined]
+    # And the resource names it reads are the stack's (each model reads its own subset)
+    resources = {"data_bucket": "DataBucket", "counters_table": "CountersTable", "alerts_table": "AlertsTable"}
+    read = {field: getattr(settings, field) for field in resources if field in type(settings).model_fields}
+    assert read, f"{function} reads none of {sorted(resources)}"
+    assert read == {field: stack.physical(resources[field]) for field in read}
 
 
 def expected_name(spec: Any, stack: str, region: str) -> str:

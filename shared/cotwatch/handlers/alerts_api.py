@@ -65,7 +65,8 @@ def _error(status: int, message: str) -> Response[Any]:
 def build_app(
     alerts: AlertStore, query: AlertQuery, subscriptions: Subscriptions, tenant_claim: str = DEFAULT_TENANT_CLAIM
 ) -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver(enable_validation=True)
+    # SigV4 callers come in under /iam (a route with the IAM authorizer); the routes are the same.
+    app = APIGatewayHttpResolver(enable_validation=True, strip_prefixes=["/iam"])
 
     def caller() -> Caller:
         return caller_from_event(app.current_event.raw_event, tenant_claim)
