@@ -332,6 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--out", help=f"write here, e.g. {SCHEMA_PATH}")
     schema.set_defaults(func=cmd_schema)
 
+    from cotwatch_local.alerts_cli import add_commands as add_alert_commands
+
+    add_alert_commands(sub)  # alerts list|show|ack|resolve, subscribe, unsubscribe, subscriptions
+
     # eval and calibrate belong to cotwatch_training: every argument after the subcommand goes there
     # unchanged, so its flags can change without this parser knowing them.
     for name, summary in TRAINING_COMMANDS.items():
