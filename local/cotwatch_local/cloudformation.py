@@ -16,8 +16,9 @@ Created for real                    DynamoDB tables (keys, GSIs, billing; *not* 
                                     rule and its target, the Lambda permission
 Created without a physical id       Lambda version, layer version (a !Ref to the layer yields a Python
                                     repr, so the roll-up's Layers and the SharedLayerArn output are junk)
-Skipped with a warning (no model)   Lambda alias, S3 bucket policy, SNS subscription: a !Ref to them
-                                    resolves to nothing
+Skipped with a warning (no model)   Lambda alias, S3 bucket policy, SNS subscription, Glue database
+                                    and tables (no shim: locally DuckDB registers the same tables, see
+                                    cotwatch_local.tracking): a !Ref to them resolves to nothing
 Fails the whole stack               Kafka event source mapping ("Missing EventSourceArn"); CloudWatch
                                     alarms (skipped, then the dashboard's !GetAtt on their ARNs fails)
 ==================================  =====================================================================
