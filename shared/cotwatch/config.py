@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cotwatch.otlp import ENCODINGS, OTLP_PROTO
+from cotwatch.trace import TENANT_PATTERN
 
 _KAFKA_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
@@ -74,10 +75,30 @@ class ScorerSettings(_Settings):
         description="Topics whose records are OTLP exports: 'topic' or 'topic=otlp_json', comma-separated.",
     )
 
+    no_raw_text_tenants: Annotated[frozenset[str], NoDecode] = Field(
+        default_factory=frozenset,
+        validation_alias="NO_RAW_TEXT_TENANTS",
+        description="Tenants whose alerts hold window offsets and sha256 digests only, no text; comma-separated.",
+    )
+
     @field_validator("otlp_topics", mode="before")
     @classmethod
     def _otlp_topics(cls, value: object) -> dict[str, str]:
         return parse_otlp_topics(value)
+
+    @field_validator("no_raw_text_tenants", mode="before")
+    @classmethod
+    def _no_raw_text_tenants(cls, value: object) -> frozenset[str]:
+        if isinstance(value, frozenset | set | list | tuple):
+            names = [str(v) for v in value]
+        elif isinstance(value, str):
+            names = [v.strip() for v in value.split(",") if v.strip()]
+        else:
+            raise ValueError("expected a comma-separated list of tenant names")
+        bad = [n for n in names if not re.match(TENANT_PATTERN, n)]
+        if bad:
+            raise ValueError(f"not tenant names ({TENANT_PATTERN}): {bad}")
+        return frozenset(names)
 
 
 class RollupSettings(_Settings):

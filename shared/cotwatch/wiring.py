@@ -29,6 +29,7 @@ def build_score_traces(settings: ScorerSettings) -> ScoreTraces:
         embedding_backend=settings.embedding_backend,
         taxonomy_path=settings.taxonomy_path,
         calibration_path=settings.calibration_path,
+        hashed_tenants=settings.no_raw_text_tenants,
     )
     return ScoreTraces(
         monitor=monitor,

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import re
 
+import pytest
+from pydantic import ValidationError
+
+from cotwatch.config import ScorerSettings
 from cotwatch.detection.embedding import HashingEmbedder
 from cotwatch.detection.monitor import TraceMonitor
 from cotwatch.detection.scorer import ExemplarScorer
@@ -65,3 +69,25 @@ def test_other_tenants_keep_redacted_excerpts() -> None:
     assert any("ransomware" in item.excerpt for item in alert.evidence)
     assert all(not item.excerpt.startswith("sha256:") for item in alert.evidence)
     assert all("Tr0ub4dor" not in item.excerpt for item in alert.evidence)
+
+
+def test_the_setting_lists_tenants_and_rejects_names_that_are_not_tenants(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the scorer's required settings
+    for name, value in {
+        "ALERTS_TABLE": "alerts",
+        "COUNTERS_TABLE": "counters",
+        "TRACE_STATE_TABLE": "state",
+        "DATA_BUCKET": "bucket",
+        "ALERTS_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:alerts",
+    }.items():
+        monkeypatch.setenv(name, value)
+    # When NO_RAW_TEXT_TENANTS lists tenants, is empty, or names a path
+    monkeypatch.setenv("NO_RAW_TEXT_TENANTS", "acme, beta-2")
+    listed = ScorerSettings().no_raw_text_tenants
+    monkeypatch.setenv("NO_RAW_TEXT_TENANTS", "")
+    empty = ScorerSettings().no_raw_text_tenants
+    monkeypatch.setenv("NO_RAW_TEXT_TENANTS", "acme,../etc")
+    # Then the names are parsed, empty means none, and a non-tenant fails the cold start with the name
+    assert listed == frozenset({"acme", "beta-2"}) and empty == frozenset()
+    with pytest.raises(ValidationError, match=r"\.\./etc"):
+        ScorerSettings()

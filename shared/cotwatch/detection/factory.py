@@ -23,6 +23,7 @@ def build_monitor(
     heads_path: str | Path | None = None,
     use_heads: bool = True,
     window_chars: int | None = None,
+    hashed_tenants: frozenset[str] = frozenset(),
 ) -> TraceMonitor:
     """The production monitor; tests pass their own ``embedder`` or ``calibration``.
 
@@ -38,5 +39,5 @@ def build_monitor(
     if missing:
         raise ValueError(f"calibration {calibration.version} lacks thresholds for {sorted(missing)}")
     if window_chars is not None:
-        return TraceMonitor(embedder, scorer, calibration, window_chars=window_chars)
-    return TraceMonitor(embedder, scorer, calibration)
+        return TraceMonitor(embedder, scorer, calibration, window_chars=window_chars, hashed_tenants=hashed_tenants)
+    return TraceMonitor(embedder, scorer, calibration, hashed_tenants=hashed_tenants)
