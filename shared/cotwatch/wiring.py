@@ -36,7 +36,7 @@ def build_score_traces(settings: ScorerSettings) -> ScoreTraces:
         alerts=DynamoAlertStore(settings.alerts_table),
         publisher=CooldownPublisher(
             SnsAlertPublisher(settings.alerts_topic_arn),
-            DynamoCooldownStore(settings.alerts_table),
+            DynamoCooldownStore(settings.counters_table),
             window_seconds=settings.alert_cooldown_seconds,
         ),
         states=DynamoTraceStateStore(settings.trace_state_table, ttl_days=settings.trace_state_ttl_days),

@@ -141,7 +141,13 @@ def test_traces_flow_from_kafka_to_alerts_counters_and_subscribers(
         producer.send(chunks)
         for key, value in MALFORMED:
             producer.send_raw(value, key=key)
-    env = {**local_function_env(SCORER), "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR"}
+    # Cooldown off: this test checks one notification per alert (the cooldown has its own contract tests).
+    env = {
+        **local_function_env(SCORER),
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "ERROR",
+        "ALERT_COOLDOWN_SECONDS": "0",
+    }
     invoker = LocalInvoker(environments={SCORER: env})
     destination = S3Destination(local_names.name("DataBucket"))
 

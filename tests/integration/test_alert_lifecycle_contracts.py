@@ -36,9 +36,9 @@ def run_id() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def table_name(request: pytest.FixtureRequest) -> str:
+def table_name(request: pytest.FixtureRequest, logical_id: str = "AlertsTable") -> str:
     request.getfixturevalue("local_aws_env")
-    return str(request.getfixturevalue("local_aws_names").name("AlertsTable"))
+    return str(request.getfixturevalue("local_aws_names").name(logical_id))
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def store(backend: str, request: pytest.FixtureRequest) -> AlertStore:
 
 @pytest.fixture
 def cooldown(backend: str, request: pytest.FixtureRequest) -> CooldownStore:
-    return MemoryCooldownStore() if backend == "memory" else DynamoCooldownStore(table_name(request))
+    return MemoryCooldownStore() if backend == "memory" else DynamoCooldownStore(table_name(request, "CountersTable"))
 
 
 def finding(trace_id: str, score: float, severity: int, tenant: str = "acme", model: str = "m1") -> Alert:

@@ -70,7 +70,7 @@ def _condition_failed(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
-COOLDOWN_PREFIX = "cooldown#"  # cooldown windows share the alerts table; they carry no GSI key attributes
+COOLDOWN_PREFIX = "cooldown#"  # cooldown windows' partition keys in the counters table
 MAX_CONFLICT_RETRIES = 8
 
 
@@ -165,8 +165,6 @@ class DynamoAlertStore:
         )
 
     def get(self, alert_id: str) -> dict[str, Any] | None:
-        if alert_id.startswith(COOLDOWN_PREFIX):
-            return None
         item = self._table.get_item(Key={"alert_id": alert_id}, ConsistentRead=True).get("Item")
         return dict(item) if item is not None else None
 
@@ -190,23 +188,31 @@ class DynamoAlertStore:
 
 
 class DynamoCooldownStore:
-    """Cooldown windows as rows of the alerts table (``cooldown#tenant#model#category``). They carry
-    neither ``tenant`` nor ``created_at``, so no index of alerts ever lists them."""
+    """Cooldown windows as rows of the counters table (``pk = cooldown#tenant#model#category``, ``sk =
+    window``), beside the hour counters and markers (which no query of them confuses with a window); they
+    expire a day after their window. Only UpdateItem is used, so the scorer needs no read grant there."""
 
     def __init__(self, table_name: str, ddb: DynamoDBServiceResource | None = None) -> None:
         self._table = (ddb or dynamodb_resource()).Table(table_name)
 
     def admit(self, alert: Alert, now: datetime, window_seconds: int) -> CooldownDecision:
-        key = {"alert_id": f"{COOLDOWN_PREFIX}{alert.tenant}#{alert.model}#{alert.category}"}
+        key = {"pk": f"{COOLDOWN_PREFIX}{alert.tenant}#{alert.model}#{alert.category}", "sk": "window"}
         now_s = Decimal(str(round(now.timestamp(), 3)))
         cutoff = now_s - window_seconds
+        expires = int(now.timestamp()) + window_seconds + 86400
         for _ in range(MAX_CONFLICT_RETRIES):
             try:
                 old = self._table.update_item(
                     Key=key,
-                    UpdateExpression="SET window_start = :now, opener = :id, members = :empty",
-                    ConditionExpression="attribute_not_exists(alert_id) OR window_start < :cutoff",
-                    ExpressionAttributeValues={":now": now_s, ":id": alert.alert_id, ":empty": {}, ":cutoff": cutoff},
+                    UpdateExpression="SET window_start = :now, opener = :id, members = :empty, expires_at = :exp",
+                    ConditionExpression="attribute_not_exists(pk) OR window_start < :cutoff",
+                    ExpressionAttributeValues={
+                        ":now": now_s,
+                        ":id": alert.alert_id,
+                        ":empty": {},
+                        ":cutoff": cutoff,
+                        ":exp": expires,
+                    },
                     ReturnValues="ALL_OLD",
                 ).get("Attributes")
                 window = {"start": old["window_start"], "members": old.get("members", {})} if old else None
@@ -222,17 +228,22 @@ class DynamoCooldownStore:
                     ExpressionAttributeNames={"#id": alert.alert_id},
                     ExpressionAttributeValues={":severity": alert.severity, ":id": alert.alert_id, ":cutoff": cutoff},
                     ReturnValues="ALL_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )["Attributes"]
                 members = new.get("members", {})
                 return CooldownDecision(notify=False, suppressed=len(members) if isinstance(members, dict) else 0)
             except ClientError as exc:
                 if not _condition_failed(exc):
                     raise
-            current = self._table.get_item(Key=key, ConsistentRead=True).get("Item")
-            if current is not None and current.get("opener") == alert.alert_id:
+                returned: Any = exc.response.get("Item")  # ReturnValuesOnConditionCheckFailure: no GetItem grant
+                current: dict[str, Any] = dict(returned) if isinstance(returned, dict) else {}
+            opener = current.get("opener")
+            if isinstance(opener, dict):  # the low-level form {"S": ...}
+                opener = opener.get("S")
+            if opener == alert.alert_id:
                 return CooldownDecision(notify=True)  # it opened this window: a redelivery, let it through
             # else the window closed between the two writes: try again
-        raise RuntimeError(f"cooldown window of {key['alert_id']} kept changing")
+        raise RuntimeError(f"cooldown window of {key['pk']} kept changing")
 
 
 class SnsAlertPublisher:
