@@ -22,6 +22,14 @@ API_FUNCTION = "AlertsApiFunction"
 VERDICTS = ["true_positive", "false_positive", "benign_refusal", "needs_policy"]
 
 
+class ApiCallError(SystemExit):
+    """An API answer outside 2xx: exits the CLI with the API's message."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+
+
 class ApiClient:
     def __init__(self, base_url: str, token: str | None = None) -> None:
         self._base = base_url.rstrip("/")
@@ -39,7 +47,7 @@ class ApiClient:
             with urllib.request.urlopen(request, timeout=30) as response:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
-            raise SystemExit(f"{method} {path}: {exc.code} {_message(exc.read())}") from exc
+            raise ApiCallError(exc.code, f"{method} {path}: {exc.code} {_message(exc.read())}") from exc
         except urllib.error.URLError as exc:
             raise SystemExit(f"cannot reach the alerts API at {self._base}: {exc.reason}") from exc
         return json.loads(raw) if raw else None
@@ -128,14 +136,21 @@ def cmd_alerts(args: argparse.Namespace) -> int:
                 "tenant": args.tenant, "category": args.category, "model": args.model, "status": args.status,
                 "min_severity": args.min_severity, "since": args.since, "until": args.until, "limit": args.limit,
             }  # fmt: skip
-            alerts: list[dict[str, Any]] = []
-            cursor = None
-            while True:
-                page = api.call("GET", "/alerts", query={**query, "cursor": cursor})
-                alerts += page["alerts"]
-                cursor = page.get("next_cursor")
-                if cursor is None or not args.all:
-                    break
+            try:
+                alerts, cursor = _list_pages(api, query, args.all)
+            except ApiCallError as exc:
+                if exc.status != 400 or args.tenant or args.category:
+                    raise
+                # A caller over several tenants must name a partition (the API never scans): list each
+                # category of the packaged taxonomy and merge, newest first.
+                from cotwatch.detection.taxonomy import load_taxonomy
+
+                alerts, cursor = [], None
+                for category in load_taxonomy().category_ids:
+                    alerts += _list_pages(api, {**query, "category": category}, True)[0]
+                alerts.sort(key=lambda a: str(a["created_at"]), reverse=True)
+                if not args.all:
+                    alerts = alerts[: args.limit]
             if args.json:
                 json.dump({"alerts": alerts, "next_cursor": cursor}, out, indent=2)
                 out.write("\n")
@@ -157,6 +172,17 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     else:
         render_alert(alert, out)
     return 0
+
+
+def _list_pages(api: ApiClient, query: dict[str, Any], follow: bool) -> tuple[list[dict[str, Any]], str | None]:
+    alerts: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = api.call("GET", "/alerts", query={**query, "cursor": cursor})
+        alerts += page["alerts"]
+        cursor = page.get("next_cursor")
+        if cursor is None or not follow:
+            return alerts, cursor
 
 
 def sqs_arn(name_or_arn: str) -> str:

@@ -120,3 +120,17 @@ def test_api_errors_reach_the_user_as_a_message(api_url: str, capsys: pytest.Cap
         main(["subscribe", "--category", "cyber", "--api-url", api_url])
     with pytest.raises(SystemExit, match="401 the bearer token is not a JWT"):
         main(["alerts", "list", "--api-url", api_url, "--token", "garbage"])
+
+
+def test_an_operator_listing_with_no_partition_merges_the_categories(
+    api_url: str, local_aws_names: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a demo-like run's alerts, and an operator (no token: every tenant) naming neither tenant nor category
+    alerts = demo_like_run(local_aws_names, f"op-{uuid.uuid4().hex[:8]}")
+
+    # When they list everything
+    listed = json.loads(run_cli(capsys, "alerts", "list", "--all", "--json", "--api-url", api_url))["alerts"]
+
+    # Then every category's alerts are there, newest first
+    assert {a.alert_id for a in alerts} <= {a["alert_id"] for a in listed}
+    assert [a["created_at"] for a in listed] == sorted((a["created_at"] for a in listed), reverse=True)
