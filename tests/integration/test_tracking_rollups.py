@@ -89,7 +89,7 @@ def scored(local_aws_names: LocalNames, local_aws_env: dict[str, str]) -> dict[s
     records = _records(chunks, topic=f"traces-{run}")  # record ids are the counters' markers: unique per run
     for i in range(0, len(records), 3):  # three batches, so state carries across invocations
         use_case.process_batch(KafkaBatch(event_source="SelfManagedKafka", records=records[i : i + 3]))
-    ours = [a for a in _scan(local_aws_names.name("AlertsTable")) if str(a["trace_id"]).endswith(run)]
+    ours = [a for a in _scan(local_aws_names.name("AlertsTable")) if str(a.get("trace_id", "")).endswith(run)]
     # Triage: the first cyber alert confirmed, the first bio alert judged a false positive (the verdict hour).
     for category, verdict in (("cyber", "true_positive"), ("bio_chem", "false_positive")):
         alert = next(a for a in ours if a["category"] == category)
@@ -235,7 +235,7 @@ def test_report_matches_dynamodb_and_every_chart_draws_its_points(
     rows, alerts = inputs_from_stack(
         local_aws_names.name("DataBucket"), local_aws_names.name("AlertsTable"), prefix=scored["prefix"]
     )
-    ours = [a for a in alerts if str(a["trace_id"]).endswith(scored["run"])]
+    ours = [a for a in alerts if str(a.get("trace_id", "")).endswith(scored["run"])]
     now = max(c.created_at for c in scored["chunks"])
     page = tmp_path / "report.html"
     page.write_text(render(rows, ours, since=timedelta(weeks=2), now=now), encoding="utf-8")
