@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cotwatch.otlp import ENCODINGS, OTLP_PROTO
+from cotwatch.tenancy import parse_tenant_bindings
 from cotwatch.trace import TENANT_PATTERN
 
 _KAFKA_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -80,6 +81,17 @@ class ScorerSettings(_Settings):
         validation_alias="NO_RAW_TEXT_TENANTS",
         description="Tenants whose alerts hold window offsets and sha256 digests only, no text; comma-separated.",
     )
+
+    tenant_bindings: Annotated[dict[str, frozenset[str]], NoDecode] = Field(
+        validation_alias="TENANT_BINDINGS",
+        min_length=1,
+        description="Which tenants each topic may carry: 'topic=tenant[|tenant]' or 'topic=*', comma-separated.",
+    )
+
+    @field_validator("tenant_bindings", mode="before")
+    @classmethod
+    def _tenant_bindings(cls, value: object) -> dict[str, frozenset[str]]:
+        return parse_tenant_bindings(value)
 
     @field_validator("otlp_topics", mode="before")
     @classmethod

@@ -17,6 +17,7 @@ from cotwatch.cooldown import CooldownPublisher
 from cotwatch.detection.factory import build_monitor
 from cotwatch.rollup import RollupCounters, S3RollupWriter
 from cotwatch.score_traces import ScoreTraces
+from cotwatch.tenancy import TenantBinding
 from cotwatch.tracking import model_token_counter
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ def build_score_traces(settings: ScorerSettings) -> ScoreTraces:
         dead_letters=S3DeadLetterSink(settings.data_bucket, prefix=settings.dead_letter_prefix),
         count_tokens=model_token_counter(settings.embedding_model),
         otlp_topics=settings.otlp_topics,
+        tenants=TenantBinding(settings.tenant_bindings),
     )
 
 

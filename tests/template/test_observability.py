@@ -47,7 +47,7 @@ def test_the_operational_alarms_exist(deploy: Callable[..., Deployment]) -> None
     function_ids = {stack.physical(lid): lid for lid in ("ScoreTracesFunction", "RollupFunction")}
     metrics = {
         (p["Namespace"], p["MetricName"], function_ids[p["Dimensions"][0]["Value"]])
-        for p in [props for props in alarms(stack).values() if props["Namespace"] == "AWS/Lambda"]
+        for p in [props for props in alarms(stack).values() if props.get("Namespace") == "AWS/Lambda"]
     }
     # Then function errors, throttles, Kafka consumer lag and lost failed batches are all watched
     assert metrics == {
@@ -119,3 +119,21 @@ def test_the_dashboard_shows_every_custom_metric_and_every_alarm(template: dict[
 def test_the_dashboard_is_named_after_the_stack(deploy: Callable[..., Deployment]) -> None:
     stack = deploy(**MSK_IAM)
     assert stack.properties("Dashboard")["DashboardName"] == f"{stack.name}-cotwatch"
+
+
+def test_a_stalled_scorer_alarms_when_records_arrive_but_none_settles(deploy: Callable[..., Deployment]) -> None:
+    # Given the heartbeat alarm: metric math over the scorer's EMF metrics
+    props = alarms(deploy(**MSK_IAM))["ScorerStalledAlarm"]
+    stats = {m["Id"]: m["MetricStat"]["Metric"] for m in props["Metrics"] if "MetricStat" in m}
+    # Then it reads received, scored, dead-lettered and deduplicated records with the service dimension alone
+    assert {m["MetricName"] for m in stats.values()} == {
+        obs.RECORDS_RECEIVED,
+        obs.RECORDS_SCORED,
+        obs.RECORDS_DEAD_LETTERED,
+        obs.RECORDS_DEDUPLICATED,
+    }
+    assert all(m["Dimensions"] == [{"Name": obs.SERVICE_DIMENSION, "Value": obs.SERVICE}] for m in stats.values())
+    # And it breaches when records arrived and none settled, three periods running
+    [expression] = [m["Expression"] for m in props["Metrics"] if "Expression" in m]
+    assert "received, 0) > 0" in expression and "== 0" in expression
+    assert props["EvaluationPeriods"] == 3

@@ -39,6 +39,7 @@ SETTINGS_ENV = {
     "TRACE_STATE_TABLE": "state",
     "DATA_BUCKET": "bucket",
     "ALERTS_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:alerts",
+    "TENANT_BINDINGS": "traces=*",
 }
 
 

@@ -46,3 +46,30 @@ def test_a_shared_topic_accepts_any_valid_name_only() -> None:
     assert binding.resolve("traces", None)[1] == "tenant_missing"
     with pytest.raises(ValueError, match="cannot be combined"):
         parse_tenant_bindings("traces=*|acme")
+
+
+def test_scorer_settings_read_and_validate_tenant_bindings_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from cotwatch.config import ScorerSettings
+
+    env = {
+        "ALERTS_TABLE": "alerts",
+        "COUNTERS_TABLE": "counters",
+        "TRACE_STATE_TABLE": "state",
+        "DATA_BUCKET": "bucket",
+        "ALERTS_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:alerts",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    # Given no binding at all; Then the scorer refuses to start (fail closed), naming the variable
+    monkeypatch.delenv("TENANT_BINDINGS", raising=False)
+    with pytest.raises(ValidationError, match="TENANT_BINDINGS"):
+        ScorerSettings()
+    # Given a forged name in the binding; Then the cold start fails too
+    monkeypatch.setenv("TENANT_BINDINGS", "traces=../../etc")
+    with pytest.raises(ValidationError, match="not a tenant name"):
+        ScorerSettings()
+    # Given a valid binding; Then it is parsed once into sets of tenants
+    monkeypatch.setenv("TENANT_BINDINGS", "traces-acme=acme-labs,shared=*")
+    assert ScorerSettings().tenant_bindings == {"traces-acme": {"acme-labs"}, "shared": {"*"}}
