@@ -123,6 +123,7 @@ def test_otel_sdk_spans_through_kafka_raise_alerts_for_unsafe_reasoning_only(
     env = {
         **local_function_env(SCORER),
         "OTLP_TOPICS": otlp_topic,
+        "TENANT_BINDINGS": f"{local_names.kafka_topic}=*,{otlp_topic}=*",  # a second topic needs a binding too
         "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": "ERROR",
     }
