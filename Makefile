@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: chromium setup demo demo-adapters test lint types unit integration e2e check audit eval bench sam-build clean
+.PHONY: chromium setup demo demo-adapters test lint types unit integration e2e check audit eval bench chaos sam-build clean
 
 setup: $(STAMP) infra/kafka/lib/.fetched chromium
 
@@ -77,6 +77,12 @@ eval: setup
 
 bench: setup
 	$(BIN)/python benchmarks/pipeline_throughput.py
+
+## chaos: N chunks (default 10000) through a private broker + moto while the poller is SIGKILLed, the broker
+## restarts, 5% of AWS calls fail and 1% of records are poison or duplicates; compared with a fault-free run
+CHAOS_N ?= 10000
+chaos: setup
+	$(BIN)/python -m cotwatch_local.chaos run -n $(CHAOS_N)
 
 sam-build:
 	bash infra/sam-build-zip.sh
