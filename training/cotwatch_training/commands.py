@@ -3,6 +3,7 @@
 
     python -m cotwatch_training.commands eval --data ../shared/data/dev.jsonl --json
     python -m cotwatch_training.commands eval --data ../shared/data/dev.jsonl --cv source --json
+    python -m cotwatch_training.commands eval --cv source --pool ../shared/data
     python -m cotwatch_training.commands calibrate --data ../shared/data/dev.jsonl --target-fpr 0.01
 """
 
@@ -197,6 +198,16 @@ def _read_rows(path: str, command: str) -> list[EvalRow] | None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    if args.pool is not None:
+        if args.cv != "source" or args.data is not None:
+            print("cotwatch eval: --pool needs --cv source and no --data", file=sys.stderr)
+            return 2
+        from cotwatch_training import crossval  # imports this module: loaded only when asked for
+
+        return crossval.run(args)
+    if args.data is None:
+        print("cotwatch eval: give --data FILE, or --cv source --pool DIR", file=sys.stderr)
+        return 2
     rows = _read_rows(args.data, "eval")
     if rows is None:
         return 2
@@ -325,7 +336,14 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev = subparsers.add_parser("eval", help="score a labelled JSONL and report detection metrics")
-    ev.add_argument("--data", required=True, help="JSONL with text, label (unsafe|benign), category[, source]")
+    ev.add_argument("--data", default=None, help="JSONL with text, label (unsafe|benign), category[, source]")
+    ev.add_argument(
+        "--pool",
+        default=None,
+        help="with --cv source: a folder of train/*.jsonl + dev.jsonl, cross-validated by source (crossval.py)",
+    )
+    ev.add_argument("--cache-dir", default=None, help="--pool score cache (default ~/.cache/cotwatch/crossval)")
+    ev.add_argument("--bootstrap", type=int, default=200, help="--pool: bootstrap resamples for AUROC CIs")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument(
         "--cv",
