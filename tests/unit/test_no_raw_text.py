@@ -79,6 +79,7 @@ def test_the_setting_lists_tenants_and_rejects_names_that_are_not_tenants(monkey
         "TRACE_STATE_TABLE": "state",
         "DATA_BUCKET": "bucket",
         "ALERTS_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:alerts",
+        "TENANT_BINDINGS": "traces=*",
     }.items():
         monkeypatch.setenv(name, value)
     # When NO_RAW_TEXT_TENANTS lists tenants, is empty, or names a path
