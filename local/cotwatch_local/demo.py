@@ -103,6 +103,11 @@ def run_demo(
     from cotwatch_local.poller import EventSourcePoller, PollerConfig, S3Destination
 
     docs = load_documents(traces)
+    if via_adapters:
+        # The adapters cut chunks their own way (and partly by time): under the same trace ids as an earlier
+        # run's chunks still on the topic they would be conflicting duplicates, so each run has its own ids.
+        run = uuid.uuid4().hex[:6]
+        docs = [doc.model_copy(update={"trace_id": f"{doc.trace_id}@{run}"}) for doc in docs]
     stack = LocalStack()
     was_up = stack.status().up
     out.write("starting the local stack (Kafka broker + moto server)…\n" if not was_up else "using the running stack\n")
