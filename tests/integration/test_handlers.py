@@ -20,11 +20,18 @@ from cotwatch_local.invoker import LocalInvoker
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
+SAMPLE_TOPIC = "cotwatch-traces"  # the topic of every record in events/score_traces_*.json
 
 
 @pytest.fixture(scope="module")
 def invoker_env() -> dict[str, Any]:
     return {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR"}
+
+
+def scorer_env(local_function_env: Callable[[str], dict[str, str]], invoker_env: dict[str, Any]) -> dict[str, Any]:
+    """The stack's scorer environment, with the sample events' topic bound: the session stack's own topic has a
+    per-session suffix, and a record from an unbound topic is dead-lettered (tenant_mismatch), not scored."""
+    return {**local_function_env("ScoreTracesFunction"), "TENANT_BINDINGS": f"{SAMPLE_TOPIC}=*", **invoker_env}
 
 
 @pytest.mark.parametrize("event_file", ["score_traces_msk.json", "score_traces_self_managed.json"])
@@ -41,9 +48,7 @@ def test_scorer_handles_sample_events_and_dead_letters_the_bad_record(
     valid = [r for r in records if isinstance(decode_chunk(r), TraceChunk)]
     invalid = [r for r in records if not isinstance(decode_chunk(r), TraceChunk)]
     assert valid and invalid
-    invoker = LocalInvoker(
-        environments={"ScoreTracesFunction": {**local_function_env("ScoreTracesFunction"), **invoker_env}}
-    )
+    invoker = LocalInvoker(environments={"ScoreTracesFunction": scorer_env(local_function_env, invoker_env)})
     # When the scorer handles it
     response = invoker.invoke("score_traces", event)
     # Then no record is reported failed, each bad one is dead-lettered under its coordinates
@@ -54,6 +59,10 @@ def test_scorer_handles_sample_events_and_dead_letters_the_bad_record(
         key = f"dead-letters/{record.topic}/{record.partition}/{record.offset:020d}.json"
         letter = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         assert letter["reason"] and letter["offset"] == record.offset
+    # And no good record was dead-lettered (it was scored)
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="dead-letters/").get("Contents", [])
+    good_keys = {f"dead-letters/{r.topic}/{r.partition}/{r.offset:020d}.json" for r in valid}
+    assert not good_keys & {o["Key"] for o in listed}
     # And the valid records were counted exactly once each, even when handled twice
     invoker.invoke("score_traces", event)
     markers = [
@@ -77,7 +86,7 @@ def test_rollup_writes_the_hour_of_counters_to_s3(
     hour = chunks[0].created_at.strftime("%Y-%m-%dT%H")
     invoker = LocalInvoker(
         environments={
-            "ScoreTracesFunction": {**local_function_env("ScoreTracesFunction"), **invoker_env},
+            "ScoreTracesFunction": scorer_env(local_function_env, invoker_env),
             "RollupFunction": {**local_function_env("RollupFunction"), **invoker_env},
         }
     )
