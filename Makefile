@@ -50,8 +50,7 @@ lint: $(STAMP)
 
 types: $(STAMP)
 	$(BIN)/mypy
-	$(BIN)/mypy functions/score_traces/app.py
-	$(BIN)/mypy functions/rollup_counters/app.py
+	@for app in functions/*/app.py; do echo "mypy $$app"; $(BIN)/mypy $$app || exit 1; done
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
