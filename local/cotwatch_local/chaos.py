@@ -347,14 +347,14 @@ def run_chaos(n: int, *, partitions: int = 3, batch_size: int = 100, keep_state:
                 "--bootstrap", info.kafka_bootstrap_servers, "--topic", topic, "--group", f"chaos-{run}",
                 "--bindings", bindings, "--alerts-table", names.name("AlertsTable"),
                 "--counters-table", names.name("CountersTable"), "--state-table", names.name("TraceStateTable"),
-                "--bucket", names.name("DataBucket"), "--alerts-topic-arn", names.name("AlertsTopic"),
+                "--bucket", names.name("DataBucket"), "--alerts-topic-arn", info.env_for("ScoreTracesFunction")["ALERTS_TOPIC_ARN"],
                 "--batch-size", str(batch_size), "--fault-rate", str(FAULT_RATE),
             ]  # fmt: skip
             env = {
                 **os.environ,
                 **info.aws_env,
                 "POWERTOOLS_METRICS_DISABLED": "true",
-                "POWERTOOLS_LOG_LEVEL": "CRITICAL",
+                "POWERTOOLS_LOG_LEVEL": "ERROR",
             }
             _drive(worker, env, stack, batches=max(1, n // batch_size))
             chaos_view = _read_stack(names, topic, tenants, DynamoCounterStore(names.name("CountersTable")), boto3)
@@ -365,34 +365,31 @@ def run_chaos(n: int, *, partitions: int = 3, batch_size: int = 100, keep_state:
     return _compare(planned, chaos_view, baseline)
 
 
+@dataclass
+class _Script:
+    """What the orchestrator still has to do to the poller and the broker."""
+
+    kill_after: list[int]
+    restart_broker_at: int
+    started: int = 0
+    broker_restarted: bool = False
+
+
 def _drive(worker: list[str], env: dict[str, str], stack: Any, batches: int) -> None:
     """Run the poller to the end, SIGKILLing it mid-batch KILLS times and restarting the broker once."""
-    kill_after = sorted(random.Random(3).sample(range(1, max(KILLS + 2, batches // 2)), KILLS))
-    started = 0
-    broker_restarted = False
+    script = _Script(
+        kill_after=sorted(random.Random(3).sample(range(1, max(KILLS + 2, batches // 2)), KILLS)),
+        restart_broker_at=batches // 3 + 1,
+    )
     crashes = 0
     while True:
         proc = subprocess.Popen(worker, env=env, stdout=subprocess.PIPE, text=True)
-        assert proc.stdout is not None
-        killed = False
-        for line in proc.stdout:
-            if line.startswith("batch-start"):
-                started += 1
-                if kill_after and started >= kill_after[0]:
-                    kill_after.pop(0)
-                    time.sleep(0.05)  # inside the handler: some effects done, the offset not committed
-                    proc.send_signal(signal.SIGKILL)
-                    killed = True
-                    print(f"chaos: SIGKILL poller pid {proc.pid} in batch {started}", flush=True)
-                    break
-                if not broker_restarted and started >= batches // 3 + 1:
-                    broker_restarted = True
-                    print("chaos: restarting the broker", flush=True)
-                    stack.broker.stop()
-                    stack.broker.start()
-            elif line.startswith("worker-done"):
-                print(f"chaos: {line.strip()}", flush=True)
-        proc.wait()
+        try:
+            killed = _watch(proc, stack, worker, script)
+        finally:
+            if proc.poll() is None:  # interrupted: never leave a poller behind
+                proc.kill()
+            proc.wait()
         if killed:
             continue
         if proc.returncode == 0:
@@ -403,6 +400,43 @@ def _drive(worker: list[str], env: dict[str, str], stack: Any, batches: int) -> 
         print(f"chaos: poller exited {proc.returncode} (crash {crashes}); restarting it", flush=True)
         if crashes > 5:
             raise RuntimeError(f"chaos worker keeps exiting ({proc.returncode})")
+
+
+def _watch(proc: subprocess.Popen[str], stack: Any, worker: list[str], script: _Script) -> bool:
+    """Follow one poller process; True if it was SIGKILLed on purpose."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("worker-done"):
+            print(f"chaos: {line.strip()}", flush=True)
+        elif '"record failed"' in line or '"level":"ERROR"' in line:
+            print(f"chaos: poller {line.strip()[:600]}", flush=True)
+        if not line.startswith("batch-start"):
+            continue
+        script.started += 1
+        if script.kill_after and script.started >= script.kill_after[0]:
+            script.kill_after.pop(0)
+            time.sleep(0.05)  # inside the handler: some effects done, the offset not committed
+            proc.send_signal(signal.SIGKILL)
+            print(f"chaos: SIGKILL poller pid {proc.pid} in batch {script.started}", flush=True)
+            return True
+        if not script.broker_restarted and script.started >= script.restart_broker_at:
+            script.broker_restarted = True
+            print("chaos: restarting the broker", flush=True)
+            _restart_broker_keeping_data(stack.broker)
+            print(f"chaos: broker back on {stack.broker.bootstrap_servers}", flush=True)
+    return False
+
+
+def _restart_broker_keeping_data(broker: Any) -> None:
+    """Stop the broker (SIGTERM: a clean shutdown) and start the same JVM command on the same ports and
+    log directories. ``KafkaBroker.start`` formats fresh storage every time, which would lose the topic."""
+    saved = json.loads(broker.state_file.read_text())
+    command = saved.pop("command")
+    for field in ("pid", "started_at"):
+        saved.pop(field, None)
+    broker.stop()
+    broker._spawn(command, broker.console_file, append=True, state=saved)  # the rig's own detached launch
+    broker.wait_ready()
 
 
 def _read_stack(names: Any, topic: str, tenants: tuple[str, str], counters: Any, boto3: Any) -> dict[str, Any]:
