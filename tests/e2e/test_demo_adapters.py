@@ -42,7 +42,12 @@ def test_the_demo_traces_through_the_adapters_alert_as_expected(
     finally:
         sink.close()
     assert paths[TRACE_WRITER] > 0 and paths[OPENAI_CHAT] > 0 and sent >= len(docs)
-    env = {**local_function_env(SCORER), "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR"}
+    env = {
+        **local_function_env(SCORER),
+        "TENANT_BINDINGS": f"{topic}=*",  # a topic of its own: unbound, every record would be tenant_mismatch
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "ERROR",
+    }
     destination = S3Destination(local_names.name("DataBucket"))
     config = PollerConfig(
         bootstrap_servers=kafka_bootstrap,

@@ -39,9 +39,14 @@ def test_without_pyarrow_the_hour_is_written_as_json_lines_and_the_skip_is_logge
     monkeypatch.setattr(rollup, "parquet_available", lambda: False)
     s3 = FakeS3()
     writer = S3RollupWriter("bucket", s3=s3)  # type: ignore[arg-type]
-    # When an hour is rolled up
-    with caplog.at_level(logging.WARNING):
-        writer.write("2026-11-26T15", ROWS)
+    # When an hour is rolled up (caplog's handler sits on the module's logger itself: a powertools Logger for
+    # the "cotwatch" service, made by an earlier test, stops propagation to the root logger)
+    rollup.logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger=rollup.logger.name):
+            writer.write("2026-11-26T15", ROWS)
+    finally:
+        rollup.logger.removeHandler(caplog.handler)
     # Then the JSON Lines object is there, no Parquet, and the log says why
     assert list(s3.objects) == ["rollups/counters/dt=2026-11-26/hour=15/counters.jsonl"]
     assert "needs its own image" in caplog.text
