@@ -4,6 +4,7 @@ events in ``events/`` against the moto server: what ``cotwatch invoke`` and ``sa
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,13 +15,42 @@ import pytest
 from cotwatch.kafka_event import parse_kafka_event
 from cotwatch.score_traces import decode_chunk
 from cotwatch.trace import TraceChunk
-from cotwatch_local.cloudformation import LocalNames
+from cotwatch_local.cloudformation import TRACES_TOPIC_PARAMETER, LocalNames, deploy_stack, function_environment
 from cotwatch_local.invoker import LocalInvoker
+from cotwatch_local.stack import aws_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 SAMPLE_TOPIC = "cotwatch-traces"  # the topic of every record in events/score_traces_*.json
+
+
+@pytest.fixture(scope="module")
+def local_aws_names(cotwatch_template: dict[str, Any], moto_endpoint: str) -> LocalNames:
+    """A stack of this module's own (overrides the session stack): the sample events carry demo trace ids, and
+    the end-to-end tests score the same traces cut into other chunks on the session stack, so there the
+    chunk-identity claim would dead-letter these as conflicting duplicates."""
+    suffix = uuid.uuid4().hex[:8]
+    default_topic = cotwatch_template["Parameters"][TRACES_TOPIC_PARAMETER]["Default"]
+    return deploy_stack(
+        cotwatch_template,
+        endpoint_url=moto_endpoint,
+        stack_name=f"cwt-handlers-{suffix}",
+        parameter_overrides={TRACES_TOPIC_PARAMETER: f"{default_topic}-{suffix}"},
+    )
+
+
+@pytest.fixture
+def local_function_env(local_aws_names: LocalNames, moto_endpoint: str) -> Callable[[str], dict[str, str]]:
+    """Function environments read back from this module's stack (the handlers here need no Kafka broker)."""
+
+    def env_for(function_logical_id: str) -> dict[str, str]:
+        return {
+            **aws_env(moto_endpoint, local_aws_names.region),
+            **function_environment(local_aws_names, function_logical_id, moto_endpoint),
+        }
+
+    return env_for
 
 
 @pytest.fixture(scope="module")
