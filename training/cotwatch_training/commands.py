@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
@@ -30,6 +30,7 @@ from cotwatch.detection.monitor import TraceMonitor
 from cotwatch_training.calibration_fit import fit_calibration, save_calibration
 from cotwatch_training.metrics import Metrics, compute
 
+RowT = TypeVar("RowT", bound=BaseModel)
 CATEGORY_ORDER = ("bio_chem", "cyber", "self_improvement", "cot_misbehaviour", "other_harm")
 
 
@@ -83,20 +84,25 @@ class CachingEmbedder:
         return np.stack([self._memo[t] for t in texts]).astype(np.float32)
 
 
-def load_rows(path: str | Path) -> list[EvalRow]:
-    rows = []
+def read_jsonl(path: str | Path, model: type[RowT]) -> list[RowT]:
+    """One validated ``model`` per non-blank line; a bad row or an empty file raises with ``file:line``."""
+    rows: list[RowT] = []
     with Path(path).open(encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
-                rows.append(EvalRow.model_validate_json(line))
+                rows.append(model.model_validate_json(line))
             except ValidationError as exc:
                 problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in exc.errors())
                 raise EvalDataError(f"{path}:{number}: {problems}") from exc
     if not rows:
         raise EvalDataError(f"{path}: no rows")
     return rows
+
+
+def load_rows(path: str | Path) -> list[EvalRow]:
+    return read_jsonl(path, EvalRow)
 
 
 def assess(monitor: TraceMonitor, texts: Sequence[str], batch_size: int = 64) -> list[ChunkAssessment]:

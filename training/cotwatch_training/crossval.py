@@ -27,11 +27,11 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from cotwatch.detection.calibration import load_calibration
 from cotwatch.detection.monitor import TraceMonitor
-from cotwatch_training.commands import CATEGORY_ORDER, EvalDataError, _embedder, _MonitorFactory
+from cotwatch_training.commands import CATEGORY_ORDER, EvalDataError, _embedder, _MonitorFactory, read_jsonl
 from cotwatch_training.metrics import compute, tpr_at_fpr
 
 F64 = npt.NDArray[np.float64]
@@ -87,21 +87,7 @@ def pool_files(folder: str | Path) -> list[Path]:
 
 
 def load_pool(folder: str | Path) -> list[PoolRow]:
-    rows: list[PoolRow] = []
-    for path in pool_files(folder):
-        before = len(rows)
-        with path.open(encoding="utf-8") as fh:
-            for number, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(PoolRow.model_validate_json(line))
-                except ValidationError as exc:
-                    problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in exc.errors())
-                    raise EvalDataError(f"{path}:{number}: {problems}") from exc
-        if len(rows) == before:
-            raise EvalDataError(f"{path}: no rows")
-    return rows
+    return [row for path in pool_files(folder) for row in read_jsonl(path, PoolRow)]
 
 
 # ---------------------------------------------------------------------------------------------------- scoring
