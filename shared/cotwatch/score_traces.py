@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cotwatch import stages
 from cotwatch.alerts import Alert
 from cotwatch.decoding import MAX_RECORD_BYTES, PayloadError, load_json
 from cotwatch.detection.models import ChunkAssessment, TraceState
@@ -291,11 +292,12 @@ class ScoreTraces:
         def out_of_time() -> bool:
             return remaining_ms is not None and remaining_ms() < reserve
 
-        reports = [
-            RecordReport(record=r, decoded=self._admit(r, decoded), part=part)
-            for r in batch.records
-            for part, decoded in enumerate(decode_record(r, self._otlp_topics))
-        ]
+        with stages.CLOCK.stage(stages.DECODE):
+            reports = [
+                RecordReport(record=r, decoded=self._admit(r, decoded), part=part)
+                for r in batch.records
+                for part, decoded in enumerate(decode_record(r, self._otlp_topics))
+            ]
         if out_of_time():  # not even time to assess: every record goes back
             for report in reports:
                 report.outcome, report.error = Outcome.FAILED, HANDED_BACK
@@ -309,14 +311,15 @@ class ScoreTraces:
                 report.outcome, report.error = Outcome.FAILED, HANDED_BACK
                 continue
             try:
-                if isinstance(report.decoded, Rejection):
-                    self._dead_letter(report, report.decoded)
-                elif isinstance(report.decoded, Skipped):
-                    self._count_skipped(report, report.decoded)
-                elif report.duplicate_of is not None:
-                    self._count_duplicate(report, report.decoded)
-                else:
-                    self._apply(report, report.decoded)
+                with stages.CLOCK.stage(stages.PERSIST):  # publishing, inside, is timed on its own
+                    if isinstance(report.decoded, Rejection):
+                        self._dead_letter(report, report.decoded)
+                    elif isinstance(report.decoded, Skipped):
+                        self._count_skipped(report, report.decoded)
+                    elif report.duplicate_of is not None:
+                        self._count_duplicate(report, report.decoded)
+                    else:
+                        self._apply(report, report.decoded)
             except Exception as exc:  # one record's effects failed: Lambda redelivers it, the rest go on
                 logger.exception("record %s failed", report.record.record_id)
                 report.outcome, report.error = Outcome.FAILED, f"{type(exc).__name__}: {exc}"
@@ -333,7 +336,8 @@ class ScoreTraces:
             return Rejection(
                 "chunk_too_large", f"text has {len(decoded.text)} characters, over {limits.max_chunk_chars}"
             )
-        windows = len(cut_windows(decoded.text))
+        with stages.CLOCK.stage(stages.WINDOW):
+            windows = len(cut_windows(decoded.text))
         if windows > limits.max_windows_per_chunk:
             return Rejection(
                 "too_many_windows", f"text cuts into {windows} windows, over {limits.max_windows_per_chunk}"
@@ -350,9 +354,10 @@ class ScoreTraces:
         """Exactly once per chunk, not per offset: a producer retry lands the same (tenant, trace_id, seq) at a
         new offset. Same content -> a duplicate (counted, no effect); other content -> conflicting_duplicate."""
         chunks = [r for r in reports if isinstance(r.decoded, TraceChunk)]
-        claimed = self._counters.identities(
-            identity_key(r.decoded) for r in chunks if isinstance(r.decoded, TraceChunk)
-        )
+        with stages.CLOCK.stage(stages.PERSIST):
+            claimed = self._counters.identities(
+                [identity_key(r.decoded) for r in chunks if isinstance(r.decoded, TraceChunk)]
+            )
         first: dict[str, RecordReport] = {}
         for report in chunks:
             chunk = report.decoded
@@ -384,7 +389,8 @@ class ScoreTraces:
         """
         valid = [(r, r.decoded) for r in reports if isinstance(r.decoded, TraceChunk) and r.duplicate_of is None]
         valid.sort(key=lambda pair: (pair[1].trace_key, pair[1].seq))
-        prior = self._states.get_many({chunk.trace_key for _, chunk in valid})
+        with stages.CLOCK.stage(stages.PERSIST):
+            prior = self._states.get_many({chunk.trace_key for _, chunk in valid})
 
         def covered(chunk: TraceChunk) -> bool:
             state = prior.get(chunk.trace_key)
@@ -425,7 +431,8 @@ class ScoreTraces:
                 report.alerts_escalated += 1
             if stored.needs_notify:
                 # The event owed: this write's, or one an earlier attempt stored and died before publishing.
-                self._publisher.publish(alert, stored.event)
+                with stages.CLOCK.stage(stages.PUBLISH):
+                    self._publisher.publish(alert, stored.event)
                 self._alerts.mark_notified(alert)
                 report.notifications += 1
         # Counters before state: a retry after a crash in between still derives the same increments.

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cotwatch import stages
 from cotwatch.detection.calibration import Calibration
 from cotwatch.detection.disposition import judge_disposition
-from cotwatch.detection.embedding import Embedder
+from cotwatch.detection.embedding import Embedder, Matrix
 from cotwatch.detection.models import (
     CategoryFinding,
     ChunkAssessment,
@@ -80,24 +81,44 @@ class TraceMonitor:
         tails: dict[str, tuple[int, Segment, str]] = {
             key: (s.last_seq, Segment.REASONING, s.tail) for key, s in states.items()
         }
-        for chunk in chunks:
-            last_seq, segment, tail = tails.get(chunk.trace_key, (-1, chunk.segment, ""))
-            carried = tail if last_seq == chunk.seq - 1 and segment == chunk.segment else ""
-            windows = cut_windows(chunk.text, target_chars=self._window_chars, tail=carried)
-            planned.append(_Planned(chunk, windows, len(texts)))
-            texts.extend(w.text for w in windows)
-            groups.extend([len(planned) - 1] * len(windows))
-            tails[chunk.trace_key] = (chunk.seq, chunk.segment, tail_of(chunk.text))
-        # One encoder call for the whole batch: the expensive step amortises best this way.
-        scores = self._scorer.score(self._embedder.encode(texts), texts, groups) if texts else None
-        results: list[ChunkResult] = []
-        for plan in planned:
-            key = plan.chunk.trace_key
-            state = running.get(key) or TraceState(trace_key=key)
-            assessment, state = self._assess_chunk(plan, scores, state)
-            running[key] = state
-            results.append(ChunkResult(plan.chunk, assessment, state))
+        clock = stages.CLOCK
+        with clock.stage(stages.WINDOW):
+            for chunk in chunks:
+                last_seq, segment, tail = tails.get(chunk.trace_key, (-1, chunk.segment, ""))
+                carried = tail if last_seq == chunk.seq - 1 and segment == chunk.segment else ""
+                windows = cut_windows(chunk.text, target_chars=self._window_chars, tail=carried)
+                planned.append(_Planned(chunk, windows, len(texts)))
+                texts.extend(w.text for w in windows)
+                groups.extend([len(planned) - 1] * len(windows))
+                tails[chunk.trace_key] = (chunk.seq, chunk.segment, tail_of(chunk.text))
+        with clock.stage(stages.EMBED):
+            embeddings = self._encode_unique(texts) if texts else None
+        with clock.stage(stages.HEADS_CUES):
+            scores = self._scorer.score(embeddings, texts, groups) if embeddings is not None else None
+            results: list[ChunkResult] = []
+            for plan in planned:
+                key = plan.chunk.trace_key
+                state = running.get(key) or TraceState(trace_key=key)
+                assessment, state = self._assess_chunk(plan, scores, state)
+                running[key] = state
+                results.append(ChunkResult(plan.chunk, assessment, state))
         return results
+
+    def _encode_unique(self, texts: Sequence[str]) -> Matrix:
+        """One encoder call for the whole batch (the expensive step amortises best this way), each distinct
+        window once (boilerplate, retried sends and repeated tool output recur), longest first, so batches of
+        similar length pad little whatever the encoder does itself. Rows come back in ``texts`` order."""
+        row_of: dict[str, int] = {}
+        rows = [row_of.setdefault(text, len(row_of)) for text in texts]
+        unique = list(row_of)
+        order = sorted(range(len(unique)), key=lambda i: -len(unique[i]))
+        encoded = self._embedder.encode([unique[i] for i in order])
+        if encoded.shape[0] != len(unique):
+            raise ValueError(f"encoder returned {encoded.shape[0]} vectors for {len(unique)} texts")
+        by_unique = np.empty_like(encoded)
+        by_unique[np.asarray(order)] = encoded
+        out: Matrix = by_unique[np.asarray(rows)]
+        return out
 
     def assess_texts(self, texts: Sequence[str], segment: Segment = Segment.REASONING) -> list[ChunkAssessment]:
         """Score stand-alone texts as one-chunk traces, through the same path as the Lambda handler."""

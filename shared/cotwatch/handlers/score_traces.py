@@ -14,6 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cotwatch import observability as obs
+from cotwatch import stages
 from cotwatch.kafka_event import parse_kafka_event
 from cotwatch.redaction import install_log_redaction
 from cotwatch.score_traces import BatchReport, Outcome, ScoreTraces
@@ -44,7 +45,8 @@ def make_handler(use_case: ScoreTraces, *, logger: Logger | None = None, metrics
     @logger.inject_lambda_context
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        batch = parse_kafka_event(event)  # a malformed envelope fails the whole batch: Lambda retries it
+        with stages.CLOCK.stage(stages.DECODE):
+            batch = parse_kafka_event(event)  # a malformed envelope fails the whole batch: Lambda retries it
         report = use_case.process_batch(batch, remaining_ms=context.get_remaining_time_in_millis)
         for record in report.records:
             if record.outcome is Outcome.DEAD_LETTERED:
