@@ -147,11 +147,27 @@ def finding_fields(alert: Alert) -> dict[str, Any]:
     }
 
 
+# The alerts table's per-tenant indexes (template.yaml) are keyed on "tenant#value" attributes, so a tenant's
+# alerts of one status, category or model are one Query on their own partition, not a filtered read.
+INDEX_KEYS = {"tenant_status": "status", "tenant_category": "category", "tenant_model": "model"}
+
+
+def index_key(tenant: str, value: str) -> str:
+    return f"{tenant}#{value}"
+
+
+def status_fields(tenant: str, status: AlertStatus) -> dict[str, Any]:
+    """A status change, with the index key that follows it."""
+    return {"status": status.value, "tenant_status": index_key(tenant, status.value)}
+
+
 def new_alert_item(alert: Alert, at: datetime) -> dict[str, Any]:
     entry = AuditEntry(at=at, who=SYSTEM_ACTOR, action=AlertEvent.CREATED.value, status=AlertStatus.OPEN)
     return {
         **alert.model_dump(mode="json"),
-        "status": AlertStatus.OPEN.value,
+        **status_fields(alert.tenant, AlertStatus.OPEN),
+        "tenant_category": index_key(alert.tenant, alert.category),
+        "tenant_model": index_key(alert.tenant, alert.model),
         "verdict": None,
         "audit": [entry.model_dump(mode="json")],
         "updated_at": at.isoformat(),
@@ -183,7 +199,7 @@ def plan_update(current: Mapping[str, Any], alert: Alert, at: datetime) -> SaveP
     if current.get("status", AlertStatus.OPEN.value) == AlertStatus.RESOLVED.value:
         event = AlertEvent.REOPENED
         note = f"score {float(current['score']):.3f} -> {alert.score:.3f} at chunk {alert.chunk_seq}"
-        updates |= {"status": AlertStatus.OPEN.value, "verdict": None}
+        updates |= {**status_fields(alert.tenant, AlertStatus.OPEN), "verdict": None}
     elif severity > before:
         event = AlertEvent.ESCALATED
         note = f"severity {before} -> {severity} at chunk {alert.chunk_seq}"
@@ -216,7 +232,7 @@ def plan_triage(
     if to is AlertStatus.RESOLVED and verdict is None:
         raise InvalidTransitionError("resolving an alert needs a verdict")
     entry = AuditEntry(at=at, who=who, action=to.value, status=to, verdict=verdict, note=note)
-    updates: dict[str, Any] = {"status": to.value, "updated_at": at.isoformat()}
+    updates: dict[str, Any] = {**status_fields(str(current["tenant"]), to), "updated_at": at.isoformat()}
     if to is AlertStatus.RESOLVED:
         updates["verdict"] = verdict.value if verdict is not None else None
     return updates, entry

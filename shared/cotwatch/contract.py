@@ -64,8 +64,10 @@ def digest_message(digest: Digest) -> str:
     return json.dumps(digest_message_document(digest), separators=(",", ":"))
 
 
-# Bookkeeping of the store, not part of the contract.
-_INTERNAL_FIELDS = frozenset({"notified", "pending_event", "version", "expires_at"})
+# Bookkeeping of the store (and its index keys), not part of the contract.
+_INTERNAL_FIELDS = frozenset(
+    {"notified", "pending_event", "version", "expires_at", "tenant_status", "tenant_category", "tenant_model"}
+)
 
 
 def _plain(value: Any) -> Any:
