@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cotwatch.otlp import ENCODINGS, OTLP_PROTO
 from cotwatch.tenancy import parse_tenant_bindings
-from cotwatch.trace import TENANT_PATTERN
+from cotwatch.trace import MAX_CHUNK_CHARS, TENANT_PATTERN
 
 _KAFKA_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
@@ -69,6 +69,35 @@ class ScorerSettings(_Settings):
         le=86400,
         validation_alias="ALERT_COOLDOWN_SECONDS",
         description="Per (tenant, model, category): one notification per window, the rest in a digest; 0 = off.",
+    )
+    alert_ttl_days: int = Field(
+        default=365,
+        ge=1,
+        le=3650,
+        validation_alias="ALERT_TTL_DAYS",
+        description="Alerts expire (DynamoDB TTL expires_at) this many days after their last change.",
+    )
+    # The scorer's limits (cotwatch.score_traces.Limits; the defaults are its own, a unit test keeps them equal).
+    max_chunk_chars: int = Field(
+        default=MAX_CHUNK_CHARS,
+        ge=1_000,
+        le=MAX_CHUNK_CHARS,  # the chunk schema's own bound: a longer text is a schema violation anyway
+        validation_alias="MAX_CHUNK_CHARS",
+        description="A chunk with more text is dead-lettered chunk_too_large, never clipped.",
+    )
+    max_windows_per_chunk: int = Field(
+        default=2_000,
+        ge=1,
+        le=100_000,
+        validation_alias="MAX_WINDOWS_PER_CHUNK",
+        description="A chunk that cuts into more scoring windows is dead-lettered too_many_windows.",
+    )
+    batch_time_reserve_ms: int = Field(
+        default=10_000,
+        ge=0,
+        le=840_000,
+        validation_alias="BATCH_TIME_RESERVE_MS",
+        description="Records not started with less than this left (at most a quarter of the start) go back.",
     )
     otlp_topics: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,

@@ -16,7 +16,7 @@ from cotwatch.config import AlertsApiSettings, RollupSettings, ScorerSettings
 from cotwatch.cooldown import CooldownPublisher
 from cotwatch.detection.factory import build_monitor
 from cotwatch.rollup import RollupCounters, S3RollupWriter
-from cotwatch.score_traces import ScoreTraces
+from cotwatch.score_traces import Limits, ScoreTraces
 from cotwatch.tenancy import TenantBinding
 from cotwatch.tracking import model_token_counter
 
@@ -34,7 +34,7 @@ def build_score_traces(settings: ScorerSettings) -> ScoreTraces:
     )
     return ScoreTraces(
         monitor=monitor,
-        alerts=DynamoAlertStore(settings.alerts_table),
+        alerts=DynamoAlertStore(settings.alerts_table, ttl_days=settings.alert_ttl_days),
         publisher=CooldownPublisher(
             SnsAlertPublisher(settings.alerts_topic_arn),
             DynamoCooldownStore(settings.counters_table),
@@ -46,6 +46,15 @@ def build_score_traces(settings: ScorerSettings) -> ScoreTraces:
         count_tokens=model_token_counter(settings.embedding_model),
         otlp_topics=settings.otlp_topics,
         tenants=TenantBinding(settings.tenant_bindings),
+        limits=scorer_limits(settings),
+    )
+
+
+def scorer_limits(settings: ScorerSettings) -> Limits:
+    return Limits(
+        max_chunk_chars=settings.max_chunk_chars,
+        max_windows_per_chunk=settings.max_windows_per_chunk,
+        time_reserve_ms=settings.batch_time_reserve_ms,
     )
 
 

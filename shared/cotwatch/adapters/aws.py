@@ -83,14 +83,20 @@ class DynamoAlertStore:
         table_name: str,
         ddb: DynamoDBServiceResource | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        ttl_days: int = 365,
     ) -> None:
         self._table = (ddb or dynamodb_resource()).Table(table_name)
         self._clock = clock
+        self._ttl_s = ttl_days * 86400
+
+    def _expires_at(self) -> int:
+        """The table's TTL attribute: retention counts from the alert's last change by the scorer."""
+        return int(self._clock().timestamp()) + self._ttl_s
 
     def save(self, alert: Alert) -> StoredAlert:
         try:
             self._table.put_item(
-                Item=_to_dynamo(new_alert_item(alert, self._clock())),
+                Item=_to_dynamo({**new_alert_item(alert, self._clock()), "expires_at": self._expires_at()}),
                 ConditionExpression="attribute_not_exists(alert_id)",
             )
             return StoredAlert(write=AlertWrite.CREATED, notified=False, event=AlertWrite.CREATED)
@@ -109,7 +115,8 @@ class DynamoAlertStore:
                     event=AlertWrite(current.get("pending_event", "created")),
                 )
             audit = [plan.audit.model_dump(mode="json")] if plan.audit is not None else []
-            if self._update(alert.alert_id, current, plan.updates, audit) is None:
+            updates = {**plan.updates, "expires_at": self._expires_at()}
+            if self._update(alert.alert_id, current, updates, audit) is None:
                 continue  # someone else changed it: plan again on what they wrote
             if plan.event is None:
                 return StoredAlert(
