@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from enum import StrEnum
@@ -164,11 +165,47 @@ class DeadLetter(BaseModel):
     # cotwatch.redaction.DEAD_LETTER_BYTES_LIMIT) when the letter is built, so no sink can store raw secrets.
     value_sha256: str | None = None
     value_bytes: int | None = None
+    # No-raw-text tenants: key, value, header values and detail are not kept, only digests and coordinates.
+    raw_text_withheld: bool = False
+    key_sha256: str | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _redacted(cls, data: Any) -> Any:
         return redact_dead_letter_fields(data) if isinstance(data, dict) else data
+
+    @classmethod
+    def withholding_raw_text(
+        cls,
+        *,
+        reason: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        timestamp_ms: int | None,
+        key: bytes | None,
+        value: bytes | None,
+        header_names: list[str],
+        dead_lettered_at: datetime,
+    ) -> DeadLetter:
+        """A letter for a record that may be a no-raw-text tenant's: hashes, sizes and coordinates only (the
+        detail too can quote the payload, so only the reason is kept)."""
+        return cls(
+            reason=reason,
+            detail=f"{reason}; detail withheld (no-raw-text tenant)",
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            timestamp_ms=timestamp_ms,
+            key_b64=None,
+            value_b64=None,
+            headers=[(name, "") for name in header_names],
+            dead_lettered_at=dead_lettered_at,
+            value_sha256=None if value is None else "sha256:" + hashlib.sha256(value).hexdigest(),
+            value_bytes=None if value is None else len(value),
+            raw_text_withheld=True,
+            key_sha256=None if key is None else "sha256:" + hashlib.sha256(key).hexdigest(),
+        )
 
 
 class DeadLetterSink(Protocol):

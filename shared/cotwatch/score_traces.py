@@ -41,7 +41,7 @@ from cotwatch.ports import (
     DeadLetterSink,
     TraceStateStore,
 )
-from cotwatch.tenancy import TenantBinding
+from cotwatch.tenancy import ANY_TENANT, TenantBinding
 from cotwatch.trace import MAX_CHUNK_CHARS, SCHEMA_VERSION, TraceChunk
 from cotwatch.tracking import TokenCounter, chunk_increments, with_alerts, word_count
 
@@ -88,15 +88,22 @@ class RecordReport:
     counted: bool = False
     dead_letter_location: str | None = None
     error: str | None = None
+    replay: bool = False  # re-scored by `cotwatch replay`, not delivered by the event source
 
     @property
     def windows_scored(self) -> int:
         return self.assessment.windows if self.assessment is not None else 0
 
     @property
-    def effect_id(self) -> str:
-        """The idempotency key of this report's counters: the record id, plus the part for OTLP records."""
+    def origin_id(self) -> str:
+        """The record id, plus the part for OTLP records."""
         return self.record.record_id if self.part == 0 else f"{self.record.record_id}#{self.part}"
+
+    @property
+    def effect_id(self) -> str:
+        """The idempotency key of this report's counters. A replay has markers of its own: the record's own
+        marker may hold the dead-letter count of an earlier delivery, and a chunk that now scores must count."""
+        return f"{REPLAY_MARKER}{self.origin_id}" if self.replay else self.origin_id
 
 
 @dataclass(frozen=True)
@@ -244,6 +251,7 @@ class Limits:
     time_reserve_ms: int = 10_000  # stop starting new records when less than this is left (at most 1/4 of it)
 
 
+REPLAY_MARKER = "replay#"
 HANDED_BACK = "time_budget: handed back unprocessed before the invocation's deadline"
 
 
@@ -263,6 +271,7 @@ class ScoreTraces:
         otlp_topics: Mapping[str, str] | None = None,
         tenants: TenantBinding | None = None,
         limits: Limits | None = None,
+        no_raw_text_tenants: frozenset[str] = frozenset(),
     ) -> None:
         self._monitor = monitor
         self._alerts = alerts
@@ -276,11 +285,19 @@ class ScoreTraces:
         # None: every valid payload tenant (unit tests); deployments always pass TENANT_BINDINGS.
         self._tenants = tenants
         self._limits = limits or Limits()
+        self._no_raw_text = frozenset(no_raw_text_tenants)
 
-    def process_batch(self, batch: KafkaBatch, remaining_ms: Callable[[], int] | None = None) -> BatchReport:
+    def process_batch(
+        self, batch: KafkaBatch, remaining_ms: Callable[[], int] | None = None, *, replay: bool = False
+    ) -> BatchReport:
         """``remaining_ms`` is the Lambda context's ``get_remaining_time_in_millis``: records not started when
         less than ``time_reserve_ms`` is left are handed back as failures (Lambda redelivers them) rather
-        than lost to a timeout that would redeliver the whole batch, done records included."""
+        than lost to a timeout that would redeliver the whole batch, done records included.
+
+        ``replay`` (``cotwatch replay``): effects are written under replay markers, and a chunk whose identity
+        is already claimed with the same content is ``deduplicated`` without touching any counter (its
+        effects are all done: the claim rides in the counters' transaction, after alerts and notifications).
+        A replayed record that is still poison is dead-lettered under its own coordinates, counted once."""
 
         # The reserve, or a quarter of the time the batch started with if that is smaller (short timeouts).
         reserve = (
@@ -294,7 +311,7 @@ class ScoreTraces:
 
         with stages.CLOCK.stage(stages.DECODE):
             reports = [
-                RecordReport(record=r, decoded=self._admit(r, decoded), part=part)
+                RecordReport(record=r, decoded=self._admit(r, decoded), part=part, replay=replay)
                 for r in batch.records
                 for part, decoded in enumerate(decode_record(r, self._otlp_topics))
             ]
@@ -369,7 +386,7 @@ class ScoreTraces:
                 stored_digest, _, source = stored.partition("@")
                 if stored_digest != digest:
                     report.decoded = _conflict(key, f"stored by {source}")
-                elif source != report.effect_id:
+                elif report.replay or source != report.effect_id:
                     report.duplicate_of = report  # the claiming record is done: nothing of this one to wait for
             elif earlier is not report:
                 earlier_chunk = earlier.decoded
@@ -451,15 +468,17 @@ class ScoreTraces:
         if primary is not None and primary is not report and primary.outcome is not Outcome.SCORED:
             # Its twin failed (or is not done): fail this one too, so Lambda redelivers both.
             raise RuntimeError(f"duplicate of {primary.effect_id}, which did not complete")
+        report.outcome = Outcome.DEDUPLICATED
+        if report.replay:
+            return  # a replay of done work is no producer duplicate: no counter moves
         hour = CounterKey.hour_of(chunk.created_at)
         key = CounterKey(hour=hour, tenant=chunk.tenant, model=chunk.model, metric="deduplicated")
         report.counted = self._counters.apply_once(report.effect_id, {key: 1})
-        report.outcome = Outcome.DEDUPLICATED
 
     def _count_skipped(self, report: RecordReport, skipped: Skipped) -> None:
         hour = CounterKey.hour_of(self._clock())
         report.counted = self._counters.apply_once(
-            report.effect_id,
+            report.origin_id,  # a replay of the record must not count its skipped spans again
             {
                 CounterKey(hour=hour, tenant="-", model="-", metric="otlp_spans_skipped", category=reason): n
                 for reason, n in skipped.reasons.items()
@@ -468,21 +487,42 @@ class ScoreTraces:
         )
         report.outcome = Outcome.SKIPPED
 
+    def _withholds_raw_text(self, topic: str) -> bool:
+        """Whether a rejected record of ``topic`` may belong to a no-raw-text tenant: its tenant is unknown
+        when it is a dead letter, so only a topic bound to named tenants, none of them no-raw-text, keeps it."""
+        if not self._no_raw_text:
+            return False
+        allowed = self._tenants.topics.get(topic, frozenset()) if self._tenants is not None else frozenset()
+        return not allowed or ANY_TENANT in allowed or bool(allowed & self._no_raw_text)
+
     def _dead_letter(self, report: RecordReport, rejection: Rejection) -> None:
         record = report.record
         now = self._clock()
-        letter = DeadLetter(
-            reason=rejection.reason,
-            detail=rejection.detail,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            timestamp_ms=record.timestamp_ms,
-            key_b64=base64.b64encode(record.key).decode() if record.key is not None else None,
-            value_b64=base64.b64encode(record.value).decode() if record.value is not None else None,
-            headers=[(k, base64.b64encode(v).decode()) for k, v in record.headers],
-            dead_lettered_at=now,
-        )
+        if self._withholds_raw_text(record.topic):
+            letter = DeadLetter.withholding_raw_text(
+                reason=rejection.reason,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                timestamp_ms=record.timestamp_ms,
+                key=record.key,
+                value=record.value,
+                header_names=[k for k, _ in record.headers],
+                dead_lettered_at=now,
+            )
+        else:
+            letter = DeadLetter(
+                reason=rejection.reason,
+                detail=rejection.detail,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                timestamp_ms=record.timestamp_ms,
+                key_b64=base64.b64encode(record.key).decode() if record.key is not None else None,
+                value_b64=base64.b64encode(record.value).decode() if record.value is not None else None,
+                headers=[(k, base64.b64encode(v).decode()) for k, v in record.headers],
+                dead_lettered_at=now,
+            )
         report.dead_letter_location = self._dead_letters.write(letter)
         report.counted = self._counters.apply_once(
             record.record_id,

@@ -47,6 +47,7 @@ def build_score_traces(settings: ScorerSettings) -> ScoreTraces:
         otlp_topics=settings.otlp_topics,
         tenants=TenantBinding(settings.tenant_bindings),
         limits=scorer_limits(settings),
+        no_raw_text_tenants=settings.no_raw_text_tenants,
     )
 
 
