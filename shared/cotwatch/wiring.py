@@ -15,6 +15,7 @@ from cotwatch.adapters.aws import (
 from cotwatch.config import AlertsApiSettings, RollupSettings, ScorerSettings
 from cotwatch.cooldown import CooldownPublisher
 from cotwatch.detection.factory import build_monitor
+from cotwatch.ports import DeadLetterSink
 from cotwatch.rollup import RollupCounters, S3RollupWriter
 from cotwatch.score_traces import Limits, ScoreTraces
 from cotwatch.tenancy import TenantBinding
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
     from cotwatch.handlers.alerts_api import Handler
 
 
-def build_score_traces(settings: ScorerSettings) -> ScoreTraces:
+def build_score_traces(settings: ScorerSettings, *, dead_letters: DeadLetterSink | None = None) -> ScoreTraces:
+    """``dead_letters``: another sink (``cotwatch replay`` keeps archived letters as they first arrived)."""
     monitor = build_monitor(
         embedding_model=settings.embedding_model,
         embedding_backend=settings.embedding_backend,
@@ -42,7 +44,7 @@ def build_score_traces(settings: ScorerSettings) -> ScoreTraces:
         ),
         states=DynamoTraceStateStore(settings.trace_state_table, ttl_days=settings.trace_state_ttl_days),
         counters=DynamoCounterStore(settings.counters_table, ttl_days=settings.counter_ttl_days),
-        dead_letters=S3DeadLetterSink(settings.data_bucket, prefix=settings.dead_letter_prefix),
+        dead_letters=dead_letters or S3DeadLetterSink(settings.data_bucket, prefix=settings.dead_letter_prefix),
         count_tokens=model_token_counter(settings.embedding_model),
         otlp_topics=settings.otlp_topics,
         tenants=TenantBinding(settings.tenant_bindings),
