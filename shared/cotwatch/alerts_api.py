@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cotwatch.chat_routes import check_webhook_url
+
 ALL_TENANTS = "*"
 DEFAULT_TENANT_CLAIM = "cotwatch:tenants"
 ALERT_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -111,19 +113,34 @@ class IndexQuery:
     key_name: str
     key_value: str
     tenants_filter: frozenset[str] | None  # tenants the caller may see, when the partition is not one tenant
+    covers: frozenset[str] = frozenset()  # the filter fields the partition key already answers
+
+
+# A tenant's listing narrowed by one of these is a Query on that index's "tenant#value" partition
+# (most selective first); the other filters are filter expressions on what it reads.
+TENANT_INDEXES = (
+    ("category", "by_tenant_category", "tenant_category"),
+    ("status", "by_tenant_status", "tenant_status"),
+    ("model", "by_tenant_model", "tenant_model"),
+)
 
 
 def plan_listing(caller: Caller, wanted: AlertFilter) -> IndexQuery:
-    """A tenant's alerts come from ``by_tenant``; an operator's of one category across tenants from
-    ``by_category``. Never a scan: a listing that names neither is refused."""
+    """A tenant's alerts come from ``by_tenant`` or, narrowed by category, status or model, from the index
+    keyed on that pair; an operator's of one category across tenants from ``by_category``. Never a scan: a
+    listing that names neither a tenant nor a category is refused."""
     tenant = wanted.tenant
     if tenant is None and caller.tenants is not None and len(caller.tenants) == 1:
         [tenant] = caller.tenants
     if tenant is not None:
         caller.require([tenant])
+        for field, index, key_name in TENANT_INDEXES:
+            value = getattr(wanted, field)
+            if value is not None:
+                return IndexQuery(index, key_name, f"{tenant}#{value}", None, frozenset({field}))
         return IndexQuery("by_tenant", "tenant", tenant, None)
     if wanted.category is not None:
-        return IndexQuery("by_category", "category", wanted.category, caller.tenants)
+        return IndexQuery("by_category", "category", wanted.category, caller.tenants, frozenset({"category"}))
     raise ApiError(400, "name a tenant (tenant=...) or a category (category=...) to list alerts")
 
 
@@ -150,7 +167,7 @@ def decode_cursor(query: IndexQuery, cursor: str) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------ subscriptions
 
-Protocol = Literal["email", "https", "sqs"]
+Protocol = Literal["email", "https", "sqs", "chat"]
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _SQS_ARN = re.compile(r"^arn:aws[a-z-]*:sqs:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,80}(\.fifo)?$")
 
@@ -172,7 +189,12 @@ class SubscriptionRequest(BaseModel):
             raise ValueError("give at least one non-empty value, or leave the field out")
         return value
 
-    def checked_endpoint(self) -> str:
+    def checked_endpoint(self, *, allow_loopback_http: bool = False) -> str:
+        if self.protocol == "chat":
+            try:
+                return check_webhook_url(self.endpoint, allow_loopback_http=allow_loopback_http)
+            except ValueError as exc:
+                raise ApiError(400, str(exc)) from exc
         if self.protocol == "email" and not _EMAIL.match(self.endpoint):
             raise ApiError(400, f"{self.endpoint!r} is not an email address")
         if self.protocol == "https" and not self.endpoint.startswith("https://"):

@@ -100,7 +100,10 @@ class WebhookSender:
                 "POST", url, body=json.dumps(payload).encode(), headers={"content-type": "application/json"}
             )
         except urllib3.exceptions.HTTPError as exc:  # retries exhausted on connection errors
-            return Delivery(delivered=False, status=None, attempts=0, reason=f"{type(exc).__name__}: {exc}")
+            # MaxRetryError's text holds the URL, whose path is the webhook's secret: name the cause only.
+            cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else None
+            reason = type(exc).__name__ + (f" ({type(cause).__name__})" if cause is not None else "")
+            return Delivery(delivered=False, status=None, attempts=0, reason=reason)
         history = response.retries.history if response.retries is not None else ()
         attempts = len(history) + 1
         if 200 <= response.status < 300:

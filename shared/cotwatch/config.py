@@ -156,3 +156,40 @@ class AlertsApiSettings(_Settings):
     alerts_table: str = Field(min_length=3, validation_alias="ALERTS_TABLE")
     alerts_topic_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sns:", validation_alias="ALERTS_TOPIC_ARN")
     tenant_claim: str = Field(default="cotwatch:tenants", min_length=1, validation_alias="TENANT_CLAIM")
+    chat_subscriptions_table: str = Field(min_length=3, validation_alias="CHAT_SUBSCRIPTIONS_TABLE")
+    allow_loopback_webhooks: bool = Field(
+        default=False,
+        validation_alias="ALLOW_LOOPBACK_WEBHOOKS",
+        description="Accept http:// chat webhooks on a loopback host (the local rig); deployed: https only.",
+    )
+
+
+def _empty_is_none(value: object) -> object:
+    return None if value == "" else value
+
+
+class ChatNotifierSettings(_Settings):
+    """Settings of the ``chat_notifier`` function."""
+
+    chat_subscriptions_table: str = Field(min_length=3, validation_alias="CHAT_SUBSCRIPTIONS_TABLE")
+    dead_letter_queue_url: str = Field(pattern=r"^https?://", validation_alias="CHAT_DEAD_LETTER_QUEUE_URL")
+    webhook_secret_arn: str | None = Field(
+        default=None,
+        pattern=r"^arn:aws[a-z-]*:secretsmanager:",
+        validation_alias="CHAT_WEBHOOK_SECRET_ARN",
+        description="Secret holding the default webhook URL (every alert goes there); empty = subscriptions only.",
+    )
+    alert_link_base_url: str | None = Field(default=None, validation_alias="ALERT_LINK_BASE_URL")
+
+    @field_validator("webhook_secret_arn", "alert_link_base_url", mode="before")
+    @classmethod
+    def _optional(cls, value: object) -> object:
+        return _empty_is_none(value)
+
+
+class DigestFlushSettings(_Settings):
+    """Settings of the ``flush_digests`` function."""
+
+    counters_table: str = Field(min_length=3, validation_alias="COUNTERS_TABLE")
+    alerts_topic_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sns:", validation_alias="ALERTS_TOPIC_ARN")
+    alert_cooldown_seconds: int = Field(default=600, ge=0, le=86400, validation_alias="ALERT_COOLDOWN_SECONDS")

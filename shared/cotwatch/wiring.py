@@ -70,11 +70,17 @@ def build_rollup(settings: RollupSettings) -> RollupCounters:
 
 def build_alerts_api(settings: AlertsApiSettings) -> Handler:
     from cotwatch.adapters.aws_alerts_api import DynamoAlertQuery, SnsSubscriptions
+    from cotwatch.adapters.aws_chat import DynamoChatSubscriptions, RoutedSubscriptions
     from cotwatch.handlers.alerts_api import make_handler
 
+    subscriptions = RoutedSubscriptions(
+        SnsSubscriptions(settings.alerts_topic_arn),
+        DynamoChatSubscriptions(settings.chat_subscriptions_table),
+        allow_loopback_http=settings.allow_loopback_webhooks,
+    )
     return make_handler(
         DynamoAlertStore(settings.alerts_table),
         DynamoAlertQuery(settings.alerts_table),
-        SnsSubscriptions(settings.alerts_topic_arn),
+        subscriptions,
         settings.tenant_claim,
     )

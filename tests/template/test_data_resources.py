@@ -13,7 +13,12 @@ from typing import Any
 import pytest
 from tests.template.support import ACCOUNT, MSK_IAM, REGION, Deployment
 
-TABLES = {"AlertsTable": "alerts", "CountersTable": "counters", "TraceStateTable": "trace-state"}
+TABLES = {
+    "AlertsTable": "alerts",
+    "CountersTable": "counters",
+    "TraceStateTable": "trace-state",
+    "ChatSubscriptionsTable": "chat-subscriptions",
+}
 DATA_RESOURCES = [*TABLES, "DataBucket"]
 
 
@@ -41,10 +46,27 @@ def test_alert_indexes(deploy: Callable[..., Deployment]) -> None:
     # Given the alerts table as moto created it
     stack = deploy(**MSK_IAM)
     table = stack.client("dynamodb").describe_table(TableName=stack.physical("AlertsTable"))["Table"]
-    # Then alerts can be listed per tenant and per category, newest first by created_at
+    # Then alerts can be listed per tenant, per category, and per tenant and status, category or model (each
+    # a "tenant#value" partition), newest first by created_at
     indexes = {i["IndexName"]: [k["AttributeName"] for k in i["KeySchema"]] for i in table["GlobalSecondaryIndexes"]}
-    assert indexes == {"by_tenant": ["tenant", "created_at"], "by_category": ["category", "created_at"]}
+    assert indexes == {
+        "by_tenant": ["tenant", "created_at"],
+        "by_category": ["category", "created_at"],
+        "by_tenant_status": ["tenant_status", "created_at"],
+        "by_tenant_category": ["tenant_category", "created_at"],
+        "by_tenant_model": ["tenant_model", "created_at"],
+    }
     assert all(i["Projection"] == {"ProjectionType": "ALL"} for i in table["GlobalSecondaryIndexes"])
+
+
+def test_ended_cooldown_windows_are_found_through_a_sparse_index(deploy: Callable[..., Deployment]) -> None:
+    # Given the counters table as moto created it
+    stack = deploy(**MSK_IAM)
+    table = stack.client("dynamodb").describe_table(TableName=stack.physical("CountersTable"))["Table"]
+    # Then the digest flush queries windows holding alerts back by the time they started
+    (index,) = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "digests_due"
+    assert [k["AttributeName"] for k in index["KeySchema"]] == ["digest_due", "window_start"]
 
 
 def test_data_survives_stack_deletion(translated: dict[str, Any]) -> None:

@@ -26,6 +26,8 @@ SETTINGS_BY_FUNCTION: dict[str, type[BaseSettings]] = {
     "ScoreTracesFunction": config.ScorerSettings,
     "RollupFunction": config.RollupSettings,
     "AlertsApiFunction": config.AlertsApiSettings,
+    "ChatNotifierFunction": config.ChatNotifierSettings,
+    "DigestFlushFunction": config.DigestFlushSettings,
 }
 NAME_PROPERTY = {TABLE: "TableName", BUCKET: "BucketName", TOPIC: "TopicName"}
 
@@ -88,7 +90,12 @@ def test_the_created_environment_validates(
         monkeypatch.setenv(key, value)
     settings = SETTINGS_BY_FUNCTION[function]()
     # And the resource names it reads are the stack's (each model reads its own subset)
-    resources = {"data_bucket": "DataBucket", "counters_table": "CountersTable", "alerts_table": "AlertsTable"}
+    resources = {
+        "data_bucket": "DataBucket",
+        "counters_table": "CountersTable",
+        "alerts_table": "AlertsTable",
+        "chat_subscriptions_table": "ChatSubscriptionsTable",
+    }
     read = {field: getattr(settings, field) for field in resources if field in type(settings).model_fields}
     assert read, f"{function} reads none of {sorted(resources)}"
     assert read == {field: stack.physical(resources[field]) for field in read}

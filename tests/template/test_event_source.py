@@ -190,7 +190,7 @@ def test_the_scorer_is_an_image_and_the_rollup_a_zip_on_the_shared_layer(transla
 def test_the_rollup_runs_hourly(deploy: Callable[..., Deployment]) -> None:
     # Given the EventBridge rule SAM makes of the function's schedule
     stack = deploy(**MSK_IAM)
-    (rule_id,) = stack.resources("AWS::Events::Rule")
+    (rule_id,) = [r for r in stack.resources("AWS::Events::Rule") if r.startswith("RollupFunction")]
     events = stack.client("events")
     rule = events.describe_rule(Name=stack.physical(rule_id))
     # Then it fires every hour, five minutes past by default (once the hour is complete), at the roll-up
@@ -200,6 +200,19 @@ def test_the_rollup_runs_hourly(deploy: Callable[..., Deployment]) -> None:
     assert target["Arn"] == function["FunctionArn"]
     # And a failed run is retried twice within the hour
     assert target["RetryPolicy"] == {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 3600}
+
+
+def test_digests_are_flushed_every_minute(deploy: Callable[..., Deployment]) -> None:
+    # Given the EventBridge rule SAM makes of the digest flush's schedule
+    stack = deploy(**MSK_IAM)
+    (rule_id,) = [r for r in stack.resources("AWS::Events::Rule") if r.startswith("DigestFlushFunction")]
+    events = stack.client("events")
+    rule = events.describe_rule(Name=stack.physical(rule_id))
+    # Then it fires every minute at the flush, so a window's digest goes out within a minute of its end
+    assert (rule["ScheduleExpression"], rule["State"]) == ("rate(1 minute)", "ENABLED")
+    (target,) = events.list_targets_by_rule(Rule=stack.physical(rule_id))["Targets"]
+    function = stack.client("lambda").get_function_configuration(FunctionName=stack.physical("DigestFlushFunction"))
+    assert target["Arn"] == function["FunctionArn"]
 
 
 def test_the_alias_follows_configuration_changes(template: dict[str, Any]) -> None:

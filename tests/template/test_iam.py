@@ -93,6 +93,8 @@ def test_each_function_runs_under_its_own_explicit_role(translated: dict[str, An
         "ScoreTracesFunction": "ScorerRole",
         "RollupFunction": "RollupRole",
         "AlertsApiFunction": "AlertsApiRole",
+        "ChatNotifierFunction": "ChatNotifierRole",
+        "DigestFlushFunction": "DigestFlushRole",
     }
     assert all(resources[role]["Type"] == "AWS::IAM::Role" for role in roles.values())
 
@@ -105,6 +107,8 @@ def test_the_functions_moto_creates_run_under_those_roles(deploy: Callable[..., 
         ("ScoreTracesFunction", "ScorerRole"),
         ("RollupFunction", "RollupRole"),
         ("AlertsApiFunction", "AlertsApiRole"),
+        ("ChatNotifierFunction", "ChatNotifierRole"),
+        ("DigestFlushFunction", "DigestFlushRole"),
     ):
         # Then each runs under its own role, which only Lambda may assume
         config = lam.get_function_configuration(FunctionName=stack.physical(function))
@@ -113,7 +117,7 @@ def test_the_functions_moto_creates_run_under_those_roles(deploy: Callable[..., 
         assert [s["Principal"] for s in trust["Statement"]] == [{"Service": "lambda.amazonaws.com"}]
 
 
-@pytest.mark.parametrize("role", ["ScorerRole", "RollupRole", "AlertsApiRole"])
+@pytest.mark.parametrize("role", ["ScorerRole", "RollupRole", "AlertsApiRole", "ChatNotifierRole", "DigestFlushRole"])
 def test_no_wildcard_actions_and_no_wildcard_resources_on_data(scenario: Deployment, role: str) -> None:
     # Given each deployment scenario
     for statement in statements(scenario, role):
@@ -178,6 +182,50 @@ def test_the_alerts_api_gets_exactly_what_its_adapters_call(deploy: Callable[...
         "sns:Unsubscribe": {ALERTS_TOPIC},
         "sns:ListSubscriptionsByTopic": {ALERTS_TOPIC},
         "sns:GetSubscriptionAttributes": {ALERTS_TOPIC},
+        "dynamodb:PutItem": {f"{TABLE}-chat-subscriptions"},
+        "dynamodb:DeleteItem": {f"{TABLE}-chat-subscriptions"},
+        "kms:Decrypt": {stack.key_arn},
+        "kms:DescribeKey": {stack.key_arn},
+        "kms:GenerateDataKey": {stack.key_arn},
+    } | {"dynamodb:Query": {f"{TABLE}-alerts/index/*", f"{TABLE}-chat-subscriptions"}}
+    # And the key (the tables are encrypted with it) is usable through DynamoDB, SNS and Lambda only
+    (kms,) = [s for s in statements(stack, "AlertsApiRole") if s.get("Sid") == "UseDataKey"]
+    assert set(kms["Condition"]["StringEquals"]["kms:ViaService"]) == {
+        f"{service}.{REGION}.amazonaws.com" for service in ("dynamodb", "sns", "lambda")
+    }
+
+
+def test_the_chat_notifier_reads_subscriptions_and_dead_letters_only(deploy: Callable[..., Deployment]) -> None:
+    # Given the defaults (no default webhook secret)
+    stack = deploy(**MSK_IAM)
+    TABLE, _, _, LOGS = arns(stack).values()  # noqa: N806
+    dlq = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{stack.name}-chat-dead-letters"
+    # Then it queries the chat subscriptions and writes to its dead-letter queue, nothing else
+    assert grants(stack, "ChatNotifierRole") == {
+        "logs:CreateLogStream": {f"{LOGS}/chat-notifier"},
+        "logs:PutLogEvents": {f"{LOGS}/chat-notifier"},
+        "dynamodb:Query": {f"{TABLE}-chat-subscriptions"},
+        "sqs:SendMessage": {dlq},
+        "kms:Decrypt": {stack.key_arn},
+        "kms:DescribeKey": {stack.key_arn},
+        "kms:GenerateDataKey": {stack.key_arn},
+    }
+    # Given a default webhook in Secrets Manager: that one secret becomes readable
+    secret = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:cotwatch-chat-webhook-AbCdEf"
+    with_secret = grants(deploy(**MSK_IAM, ChatWebhookSecretArn=secret), "ChatNotifierRole")
+    assert with_secret["secretsmanager:GetSecretValue"] == {secret}
+
+
+def test_the_digest_flush_queries_ended_windows_and_publishes_only(deploy: Callable[..., Deployment]) -> None:
+    stack = deploy(**MSK_IAM)
+    TABLE, _, ALERTS_TOPIC, LOGS = arns(stack).values()  # noqa: N806
+    assert grants(stack, "DigestFlushRole") == {
+        "logs:CreateLogStream": {f"{LOGS}/flush-digests"},
+        "logs:PutLogEvents": {f"{LOGS}/flush-digests"},
+        "dynamodb:Query": {f"{TABLE}-counters/index/digests_due"},
+        "dynamodb:UpdateItem": {f"{TABLE}-counters"},
+        "sns:Publish": {ALERTS_TOPIC},
+        "sqs:SendMessage": {f"arn:aws:sqs:{REGION}:{ACCOUNT}:{stack.name}-async-failures"},
         "kms:Decrypt": {stack.key_arn},
         "kms:DescribeKey": {stack.key_arn},
         "kms:GenerateDataKey": {stack.key_arn},

@@ -155,7 +155,7 @@ def test_every_asynchronously_invoked_function_has_an_on_failure_destination(tra
     rules = of_type(translated, "AWS::Events::Rule").values()
     async_functions = {t["Arn"]["Fn::GetAtt"][0] for r in rules for t in r["Targets"]}
     configs = {c["FunctionName"]["Ref"]: c for c in of_type(translated, "AWS::Lambda::EventInvokeConfig").values()}
-    assert async_functions == {"RollupFunction"}
+    assert async_functions == {"RollupFunction", "DigestFlushFunction"}
     for function in async_functions:
         # Then each sends a run that failed its retries to the encrypted failure queue
         assert configs[function]["DestinationConfig"]["OnFailure"]["Destination"] == {
@@ -165,6 +165,14 @@ def test_every_asynchronously_invoked_function_has_an_on_failure_destination(tra
     for rule in rules:
         for target in rule["Targets"]:
             assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["AsyncFailureQueue", "Arn"]}
+    # And the SNS-invoked chat notifier sends failed invocations to its own encrypted dead-letter queue
+    subscriptions = of_type(translated, "AWS::SNS::Subscription").values()
+    assert [s["Endpoint"] for s in subscriptions if s["Protocol"] == "lambda"] == [
+        {"Fn::GetAtt": ["ChatNotifierFunction", "Arn"]}
+    ]
+    assert configs["ChatNotifierFunction"]["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["ChatDeadLetterQueue", "Arn"]
+    }
     # And the Kafka-invoked scorer has its own on-failure destination (the data bucket)
     (mapping,) = of_type(translated, "AWS::Lambda::EventSourceMapping").values()
     assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["DataBucket", "Arn"]}

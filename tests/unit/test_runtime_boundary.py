@@ -87,7 +87,13 @@ def forbidden_in(found: dict[str, Path]) -> dict[str, str]:
 
 
 def test_there_are_handlers_to_check() -> None:
-    assert {p.parent.name for p in HANDLERS} == {"score_traces", "rollup_counters", "alerts_api"}
+    assert {p.parent.name for p in HANDLERS} == {
+        "score_traces",
+        "rollup_counters",
+        "alerts_api",
+        "chat_notifier",
+        "flush_digests",
+    }
 
 
 def test_nothing_reachable_from_a_handler_imports_the_rig_training_or_their_libraries() -> None:

@@ -14,13 +14,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from boto3.dynamodb.conditions import Key
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from cotwatch.alerts import Alert, AlertStatus, Verdict, new_alert_item, plan_triage, plan_update
 from cotwatch.contract import alert_message, digest_message
-from cotwatch.cooldown import digest_of
+from cotwatch.cooldown import DueWindow, digest_for, digest_of
 from cotwatch.detection.models import TraceState
 from cotwatch.ports import AlertWrite, ChunkIdentity, CooldownDecision, CounterKey, DeadLetter, Digest, StoredAlert
 
@@ -71,6 +72,8 @@ def _condition_failed(error: ClientError) -> bool:
 
 
 COOLDOWN_PREFIX = "cooldown#"  # cooldown windows' partition keys in the counters table
+DIGESTS_DUE_INDEX = "digests_due"  # sparse index of the windows holding alerts back (template.yaml)
+DIGEST_DUE = "due"
 MAX_CONFLICT_RETRIES = 8
 
 
@@ -211,7 +214,10 @@ class DynamoCooldownStore:
             try:
                 old = self._table.update_item(
                     Key=key,
-                    UpdateExpression="SET window_start = :now, opener = :id, members = :empty, expires_at = :exp",
+                    # The scope is kept on the row for the flush; digest_due leaves the digests_due index with
+                    # the old window (its digest goes out with this alert).
+                    UpdateExpression="SET window_start = :now, opener = :id, members = :empty, expires_at = :exp, "
+                    "tenant = :t, model = :m, category = :c REMOVE digest_due",
                     ConditionExpression="attribute_not_exists(pk) OR window_start < :cutoff",
                     ExpressionAttributeValues={
                         ":now": now_s,
@@ -219,6 +225,9 @@ class DynamoCooldownStore:
                         ":empty": {},
                         ":cutoff": cutoff,
                         ":exp": expires,
+                        ":t": alert.tenant,
+                        ":m": alert.model,
+                        ":c": alert.category,
                     },
                     ReturnValues="ALL_OLD",
                 ).get("Attributes")
@@ -230,10 +239,16 @@ class DynamoCooldownStore:
             try:
                 new = self._table.update_item(
                     Key=key,
-                    UpdateExpression="SET members.#id = :severity",
+                    # Holding one back puts the window in the sparse digests_due index, for the flush.
+                    UpdateExpression="SET members.#id = :severity, digest_due = :due",
                     ConditionExpression="window_start >= :cutoff AND opener <> :id",
                     ExpressionAttributeNames={"#id": alert.alert_id},
-                    ExpressionAttributeValues={":severity": alert.severity, ":id": alert.alert_id, ":cutoff": cutoff},
+                    ExpressionAttributeValues={
+                        ":severity": alert.severity,
+                        ":id": alert.alert_id,
+                        ":cutoff": cutoff,
+                        ":due": DIGEST_DUE,
+                    },
                     ReturnValues="ALL_NEW",
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )["Attributes"]
@@ -251,6 +266,42 @@ class DynamoCooldownStore:
                 return CooldownDecision(notify=True)  # it opened this window: a redelivery, let it through
             # else the window closed between the two writes: try again
         raise RuntimeError(f"cooldown window of {key['pk']} kept changing")
+
+    def due(self, now: datetime, window_seconds: int) -> list[DueWindow]:
+        """Ended windows holding alerts back: one Query of the digests_due index, never a scan."""
+        cutoff = Decimal(str(round(now.timestamp(), 3))) - window_seconds
+        found: list[DueWindow] = []
+        kwargs: dict[str, Any] = {
+            "IndexName": DIGESTS_DUE_INDEX,
+            "KeyConditionExpression": Key("digest_due").eq(DIGEST_DUE) & Key("window_start").lt(cutoff),
+        }
+        while True:
+            page = self._table.query(**kwargs)
+            for item in page.get("Items", []):
+                window = {"start": item["window_start"], "members": item.get("members", {})}
+                scope = (str(item["tenant"]), str(item["model"]), str(item["category"]))
+                digest = digest_for(*scope, window, window_seconds)
+                if digest is not None:
+                    found.append(DueWindow(digest=digest, token=(str(item["pk"]), item["window_start"])))
+            last = page.get("LastEvaluatedKey")
+            if last is None:
+                return found
+            kwargs["ExclusiveStartKey"] = last
+
+    def settle(self, window: DueWindow) -> bool:
+        pk, start = window.token
+        try:
+            self._table.update_item(
+                Key={"pk": pk, "sk": "window"},
+                UpdateExpression="SET members = :empty REMOVE digest_due",
+                ConditionExpression="window_start = :start AND attribute_exists(digest_due)",
+                ExpressionAttributeValues={":empty": {}, ":start": start},
+            )
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise
+            return False  # a new window opened meanwhile (and sent this digest itself)
+        return True
 
 
 class SnsAlertPublisher:

@@ -86,12 +86,10 @@ def _bound(moment: datetime | None, suffix: str) -> str | None:
 
 def _filters(query: IndexQuery, wanted: AlertFilter) -> ConditionBase | None:
     conditions: list[ConditionBase] = []
-    if wanted.category is not None and query.key_name != "category":
-        conditions.append(Attr("category").eq(wanted.category))
-    if wanted.model is not None:
-        conditions.append(Attr("model").eq(wanted.model))
-    if wanted.status is not None:
-        conditions.append(Attr("status").eq(wanted.status))
+    for field in ("category", "status", "model"):
+        value = getattr(wanted, field)
+        if value is not None and field not in query.covers:
+            conditions.append(Attr(field).eq(value))
     if wanted.min_severity is not None:
         conditions.append(Attr("severity").gte(wanted.min_severity))
     if query.tenants_filter is not None:

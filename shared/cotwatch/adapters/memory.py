@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cotwatch.alerts import Alert, AlertStatus, Verdict, new_alert_item, plan_triage, plan_update
-from cotwatch.cooldown import digest_of
+from cotwatch.cooldown import DueWindow, digest_for, digest_of
 from cotwatch.detection.models import TraceState
 from cotwatch.ports import AlertWrite, ChunkIdentity, CooldownDecision, CounterKey, DeadLetter, Digest, StoredAlert
 
@@ -101,6 +101,22 @@ class MemoryCooldownStore:
         members: dict[str, int] = window["members"]
         members[alert.alert_id] = max(members.get(alert.alert_id, 0), alert.severity)
         return CooldownDecision(notify=False, suppressed=len(members))
+
+    def due(self, now: datetime, window_seconds: int) -> list[DueWindow]:
+        found = []
+        for (tenant, model, category), window in self.windows.items():
+            digest = digest_for(tenant, model, category, window, window_seconds)
+            if window["start"] < now.timestamp() - window_seconds and digest is not None:
+                found.append(DueWindow(digest=digest, token=((tenant, model, category), window["start"])))
+        return found
+
+    def settle(self, window: DueWindow) -> bool:
+        key, start = window.token
+        current = self.windows.get(key)
+        if current is None or current["start"] != start or not current["members"]:
+            return False
+        current["members"] = {}
+        return True
 
 
 class MemoryTraceStateStore:
