@@ -74,8 +74,9 @@ audit: $(STAMP)
 eval: setup
 	$(BIN)/cotwatch eval --data ../shared/data/dev.jsonl
 
+## bench: scorer throughput vs raw encoding, cold start, peak RSS, produce-to-alert latency, cost (docs/performance.md)
 bench: setup
-	$(BIN)/python benchmarks/pipeline_throughput.py
+	nice -n 10 $(BIN)/cotwatch bench --json
 
 ## chaos: N chunks (default 10000) through a private broker + moto while the poller is SIGKILLed, the broker
 ## restarts, 5% of AWS calls fail and 1% of records are poison or duplicates; compared with a fault-free run

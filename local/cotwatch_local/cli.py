@@ -1,4 +1,5 @@
-"""The ``cotwatch`` command line: demo, produce, invoke, poll, local up|down|status, report, schema, eval, calibrate.
+"""The ``cotwatch`` command line: demo, produce, invoke, poll, local up|down|status, report, bench, schema, eval,
+calibrate.
 
 ``eval`` and ``calibrate`` hand all their arguments to :mod:`cotwatch_training.commands`.
 """
@@ -234,6 +235,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from cotwatch_local.bench import run
+
+    return run(args)
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     if args.kind == "alert":
         from cotwatch.contract import alert_schema
@@ -246,6 +253,97 @@ def cmd_schema(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Logic in :mod:`cotwatch_local.replay`; here only where the settings and records come from."""
+    from contextlib import nullcontext
+
+    from cotwatch_local.invoker import patched_environ
+    from cotwatch_local.replay import ReplayError, function_environment
+
+    bootstrap = getattr(args, "bootstrap_servers", None)
+    if args.env_from_shell or args.function_name:
+        env = function_environment(args.function_name) if args.function_name else {}
+        context: Any = patched_environ(env) if env else nullcontext()
+    else:
+        info = _stack_info()
+        context = patched_environ({**info.aws_env, **info.env_for("ScoreTracesFunction")})
+        bootstrap = bootstrap or info.kafka_bootstrap_servers
+    try:
+        with context:
+            return _replay(args, bootstrap)
+    except ReplayError as exc:
+        raise SystemExit(f"replay: {exc}") from exc
+
+
+def _replay(args: argparse.Namespace, bootstrap: str | None) -> int:
+    from datetime import datetime
+
+    from cotwatch_local.replay import (
+        FAILED_BATCH_PREFIXES,
+        Replayer,
+        ReplayError,
+        dead_letter_set,
+        failed_batch_set,
+        kafka_range_set,
+    )
+
+    replayer = Replayer.from_environment()
+    bucket = replayer.settings.data_bucket
+    if args.source == "dead-letters":
+        found = dead_letter_set(
+            replayer.s3,
+            bucket,
+            replayer.settings.dead_letter_prefix,
+            topic=args.topic,
+            partition=args.partition,
+            reasons=args.reason or (),
+        )
+    elif args.source == "failed-batches":
+        found = failed_batch_set(
+            replayer.s3, bucket, args.prefix or FAILED_BATCH_PREFIXES, topic=args.topic, partition=args.partition
+        )
+    else:
+        if not bootstrap:
+            raise ReplayError("no Kafka broker: give --bootstrap-servers")
+        if args.topic is None or args.partition is None:
+            raise ReplayError("kafka needs --topic and --partition")
+        try:
+            from_time = datetime.fromisoformat(args.from_time) if args.from_time else None
+            to_time = datetime.fromisoformat(args.to_time) if args.to_time else None
+        except ValueError as exc:
+            raise ReplayError(f"--from-time/--to-time: {exc}") from exc
+        found = kafka_range_set(
+            bootstrap,
+            args.topic,
+            args.partition,
+            from_offset=args.from_offset,
+            to_offset=args.to_offset,
+            from_time=from_time,
+            to_time=to_time,
+            consumer_config={"security_protocol": args.security_protocol},
+        )
+    if args.dry_run:
+        estimate = replayer.estimate(
+            found, windows_per_second=args.windows_per_second, batch_size=args.batch_size, memory_mb=args.memory_mb
+        )
+        print(estimate.model_dump_json(indent=2) if args.json else estimate.render())
+        return 0
+    from cotwatch_local.replay import run_replay
+
+    progress = None if args.json else (lambda line: print(line, file=sys.stderr))
+    result = run_replay(found, replayer.use_case(found), batch_size=args.batch_size, progress=progress)
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    else:
+        for item in result.records:
+            if item.outcome in ("dead_lettered", "failed"):
+                print(f"  {item.record_id}: {item.outcome} {item.reason or item.error} ({item.origin})")
+        for skipped in result.unreplayable:
+            print(f"  {skipped['where']}: not replayable, {skipped['reason']}: {skipped['detail']}")
+        print(result.summary())
+    return 1 if result.outcomes.get("failed") else 0
 
 
 TRAINING_COMMANDS = {
@@ -325,12 +423,43 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default="report.html")
     report.set_defaults(func=cmd_report)
 
+    bench = sub.add_parser("bench", help="scorer throughput against raw encoding, cold start, RSS, latency, cost")
+    from cotwatch_local.bench import add_arguments as add_bench_arguments
+
+    add_bench_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
+
     schema = sub.add_parser("schema", help="print (or write) the JSON Schema of a trace chunk or of alert messages")
     schema.add_argument(
         "kind", nargs="?", choices=["trace", "alert"], default="trace", help="alert: SNS messages and API documents"
     )
     schema.add_argument("--out", help=f"write here, e.g. {SCHEMA_PATH}")
     schema.set_defaults(func=cmd_schema)
+
+    replay = sub.add_parser(
+        "replay", help="re-score dead letters, failed batches or a Kafka range (idempotent; --dry-run estimates)"
+    )
+    replay.add_argument("source", choices=["dead-letters", "failed-batches", "kafka"])
+    replay.add_argument("--dry-run", action="store_true", help="estimate chunks, tokens, windows, time and cost only")
+    replay.add_argument("--topic", help="only this topic (required for kafka)")
+    replay.add_argument("--partition", type=int, help="only this partition (required for kafka)")
+    replay.add_argument("--reason", action="append", help="dead-letters: only this reason (repeatable)")
+    replay.add_argument(
+        "--prefix", action="append", help="failed-batches: key prefix (default aws/lambda/ and failed-batches/)"
+    )
+    replay.add_argument("--from-offset", type=int, help="kafka: first offset (inclusive)")
+    replay.add_argument("--to-offset", type=int, help="kafka: last offset (inclusive; default: the end)")
+    replay.add_argument("--from-time", help="kafka: ISO time of the first record (instead of --from-offset)")
+    replay.add_argument("--to-time", help="kafka: ISO time the range ends before (instead of --to-offset)")
+    replay.add_argument("--bootstrap-servers", help="kafka: the brokers (default: the local stack's)")
+    replay.add_argument("--security-protocol", default="PLAINTEXT", choices=["PLAINTEXT", "SSL"], help="kafka")
+    replay.add_argument("--batch-size", type=int, default=100, help="records per use-case call (and invocation)")
+    replay.add_argument("--windows-per-second", type=float, help="dry run: a measured rate (default: calibrate here)")
+    replay.add_argument("--memory-mb", type=int, default=3008, help="dry run: the scorer's memory, for the cost")
+    replay.add_argument("--env-from-shell", action="store_true", help="scorer settings and AWS from the environment")
+    replay.add_argument("--function-name", help="scorer settings read from this deployed function's configuration")
+    replay.add_argument("--json", action="store_true", help="print the estimate or the result as JSON")
+    replay.set_defaults(func=cmd_replay)
 
     from cotwatch_local.alerts_cli import add_commands as add_alert_commands
 
