@@ -23,11 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import random
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -74,6 +76,8 @@ POISON_KINDS = (
 FAULT_RATE = 0.05
 CREATED_AT = datetime(2026, 12, 7, 12, tzinfo=UTC)
 KILLS = 3
+# A batch takes seconds (100 records with throttling backoff: under a minute); silence this long is a stall.
+STALL_S = 300.0
 
 
 # ------------------------------------------------------------------------------------------------- input
@@ -208,6 +212,82 @@ def install_faults(rate: float, seed: int) -> Callable[[], Counter[str]]:
     return lambda: injected
 
 
+# ------------------------------------------------------------------------------------ the moto server
+
+
+def rollback_touched_items_only() -> None:
+    """Make moto's ``TransactWriteItems`` roll back the items it touched instead of whole tables.
+
+    moto 5.2 deep-copies every table a transaction names before applying it, to restore on failure. The
+    counters table gains two items per chunk (Kafka-coordinate marker, identity claim) and every chunk is
+    one transaction, so N chunks copy O(N^2) items: ~10^8 for 10,000 chunks, hours on two cores and
+    gigabytes of garbage (a 3,000-record run crawled at <1 batch a minute with moto at 5 GB). Here the
+    touched items are saved before and put back after a failed transaction, which leaves the same items as
+    moto's own rollback. Transactions are serialized (moto's are not atomic across its request threads)."""
+    import copy
+    import threading
+
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+
+    apply = DynamoDBBackend.transact_write_items
+    local = threading.local()
+    lock = threading.Lock()
+
+    def table_deepcopy(self: Table, memo: dict[int, Any]) -> Table:
+        if getattr(local, "active", False):
+            return self  # moto's "backup" is the live table; the touched items are restored below
+        clone: Table = Table.__new__(Table)  # type: ignore[assignment]  # what copy.deepcopy does for an object
+        memo[id(self)] = clone
+        clone.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return clone
+
+    def touched(backend: DynamoDBBackend, items: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], Any]]:
+        saved = []
+        for entry in items:
+            for op in entry.values():
+                table = backend.get_table(op["TableName"])
+                if "Key" in op:
+                    key = op["Key"]
+                else:
+                    attrs = [a for a in (table.hash_key_attr, table.range_key_attr) if a is not None]
+                    key = {a: op["Item"][a] for a in attrs}
+                item = backend.get_item(op["TableName"], key)
+                saved.append((op["TableName"], key, None if item is None else item.to_json()["Attributes"]))
+        return saved
+
+    def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+        with lock:
+            try:
+                saved = touched(self, transact_items)
+            except Exception:  # a malformed request: moto's own path produces its error
+                return apply(self, transact_items)
+            local.active = True
+            try:
+                return apply(self, transact_items)
+            except Exception:
+                for table_name, key, attrs in saved:
+                    if attrs is None:
+                        self.delete_item(table_name, key)
+                    else:
+                        self.put_item(table_name, attrs)
+                raise
+            finally:
+                local.active = False
+
+    Table.__deepcopy__ = table_deepcopy  # type: ignore[attr-defined]
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
+def serve_moto(port: int) -> int:
+    """The run's private moto server (``python -m cotwatch_local.chaos moto --port P``)."""
+    from moto.server import main as moto_main
+
+    rollback_touched_items_only()
+    moto_main(["-H", "127.0.0.1", "-p", str(port)])
+    return 0
+
+
 # ---------------------------------------------------------------------------------------- the worker
 
 
@@ -257,7 +337,10 @@ def run_worker(args: argparse.Namespace) -> int:
 
     with EventSourcePoller(config, announced, on_failure=InMemoryDestination(), context_factory=context) as poller:
         stats = poller.run_until_drained(idle_timeout_s=args.idle_s)
-    print(f"worker-done {json.dumps(dict(injected()))} {stats.model_dump_json(include={'invocations'})}", flush=True)
+    print(
+        f"worker-done {json.dumps(dict(injected()))} {stats.model_dump_json(include={'batches', 'records_delivered', 'retries'})}",
+        flush=True,
+    )
     return 0
 
 
@@ -333,9 +416,18 @@ def run_chaos(n: int, *, partitions: int = 3, batch_size: int = 100, keep_state:
     bindings = f"{topic}={tenants[0]}|{tenants[1]}"
     planned = plan_input(n, tenants)
     state = Path(tempfile.mkdtemp(prefix="cotwatch-chaos-"))
-    stack = LocalStack(state_root=state, kafka_port=_free_port(), moto_port=_free_port(), partitions=partitions)
+    moto = _start_moto(state)
+    endpoint = f"http://127.0.0.1:{moto.port}"
+    # The stack's moto is the run's own (see rollback_touched_items_only), passed as an external endpoint.
+    stack = LocalStack(
+        state_root=state, kafka_port=_free_port(), partitions=partitions, environ={"AWS_ENDPOINT_URL": endpoint}
+    )
     print(f"chaos: starting a private broker and moto server under {state}", flush=True)
-    info = stack.up()
+    try:
+        info = stack.up()
+    except BaseException:
+        moto.stop()
+        raise
     try:
         with patched_environ(info.aws_env):
             create_kafka_topic(info.kafka_bootstrap_servers, topic, partitions)
@@ -362,7 +454,44 @@ def run_chaos(n: int, *, partitions: int = 3, batch_size: int = 100, keep_state:
     finally:
         if not keep_state:
             stack.down()
+            moto.stop()
     return _compare(planned, chaos_view, baseline)
+
+
+@dataclass
+class _Moto:
+    process: subprocess.Popen[bytes]
+    port: int
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _start_moto(state: Path, timeout_s: float = 60.0) -> _Moto:
+    from cotwatch_local.moto_server import moto_answers
+
+    port = _free_port()
+    log = (state / "moto.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cotwatch_local.chaos", "moto", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    moto = _Moto(process, port)
+    deadline = time.monotonic() + timeout_s
+    while not moto_answers(f"http://127.0.0.1:{port}"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            moto.stop()
+            raise RuntimeError(f"the run's moto server did not start; see {state / 'moto.log'}")
+        time.sleep(0.2)
+    return moto
 
 
 @dataclass
@@ -402,10 +531,31 @@ def _drive(worker: list[str], env: dict[str, str], stack: Any, batches: int) -> 
             raise RuntimeError(f"chaos worker keeps exiting ({proc.returncode})")
 
 
+def _lines(proc: subprocess.Popen[str], silence_s: float) -> Iterator[str]:
+    """The poller's stdout lines; a poller that prints nothing for ``silence_s`` (no batch starts or ends)
+    is stuck, and the run fails saying so instead of waiting for ever."""
+    assert proc.stdout is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump(stream: Any) -> None:
+        for line in stream:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, args=(proc.stdout,), daemon=True).start()
+    while True:
+        try:
+            line = lines.get(timeout=silence_s)
+        except queue.Empty:
+            raise RuntimeError(f"chaos worker pid {proc.pid} printed nothing for {silence_s:.0f} s: stalled") from None
+        if line is None:
+            return
+        yield line
+
+
 def _watch(proc: subprocess.Popen[str], stack: Any, worker: list[str], script: _Script) -> bool:
     """Follow one poller process; True if it was SIGKILLed on purpose."""
-    assert proc.stdout is not None
-    for line in proc.stdout:
+    for line in _lines(proc, STALL_S):
         if line.startswith("worker-done"):
             print(f"chaos: {line.strip()}", flush=True)
         elif '"record failed"' in line or '"level":"ERROR"' in line:
@@ -530,9 +680,12 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--batch-size", type=int, default=100)
     worker.add_argument("--fault-rate", type=float, default=FAULT_RATE)
     worker.add_argument("--idle-s", type=float, default=8.0)
+    sub.add_parser("moto").add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
     if args.cmd == "worker":
         return run_worker(args)
+    if args.cmd == "moto":
+        return serve_moto(args.port)
     outcome = run_chaos(args.n if args.cmd == "run" else 10_000, batch_size=getattr(args, "batch_size", 100))
     print(outcome.line(), flush=True)
     clean = outcome.duplicates == outcome.lost == outcome.mismatched_alerts == outcome.mismatched_counters == 0
