@@ -163,3 +163,13 @@ def triage_increments(
     if previous is not None:
         counts[key(metric=f"triage_{previous}")] -= 1
     return Counter({k: n for k, n in counts.items() if n})
+
+
+def last_verdict(alert: Mapping[str, Any]) -> str | None:
+    """The verdict the counters hold for a stored alert: that of its latest resolution in the audit trail
+    (a reopened alert's ``verdict`` field is cleared, but its counted verdict stands until it is resolved again,
+    and then moves: :func:`triage_increments` with ``previous``)."""
+    for entry in reversed(list(alert.get("audit") or [])):
+        if isinstance(entry, Mapping) and entry.get("action") == "resolved" and entry.get("verdict"):
+            return str(entry["verdict"])
+    return None

@@ -6,6 +6,7 @@ come from the ``mypy_boto3_*`` stubs (type checking only: the layer does not car
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -19,11 +20,12 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from cotwatch.alerts import Alert, AlertStatus, Verdict, new_alert_item, plan_triage, plan_update
+from cotwatch.alerts import Alert, AlertStatus, AuditEntry, Verdict, new_alert_item, plan_triage, plan_update
 from cotwatch.contract import alert_message, digest_message
 from cotwatch.cooldown import DueWindow, digest_for, digest_of
 from cotwatch.detection.models import TraceState
 from cotwatch.ports import AlertWrite, ChunkIdentity, CooldownDecision, CounterKey, DeadLetter, Digest, StoredAlert
+from cotwatch.tracking import last_verdict, triage_increments
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient, DynamoDBServiceResource
@@ -87,10 +89,18 @@ class DynamoAlertStore:
         ddb: DynamoDBServiceResource | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         ttl_days: int = 365,
+        counters_table: str | None = None,
+        counter_ttl_days: int = 400,
     ) -> None:
+        """``counters_table``: where a resolution's verdict is counted (``triage_<verdict>`` cells), in the same
+        transaction as the resolution; None: verdicts are not counted (the scorer, which never resolves)."""
+        self._name = table_name
         self._table = (ddb or dynamodb_resource()).Table(table_name)
         self._clock = clock
         self._ttl_s = ttl_days * 86400
+        self._counters_table = counters_table
+        self._counter_ttl_s = counter_ttl_days * 86400
+        self._client: DynamoDBClient | None = None
 
     def _expires_at(self) -> int:
         """The table's TTL attribute: retention counts from the alert's last change by the scorer."""
@@ -135,27 +145,11 @@ class DynamoAlertStore:
         self, alert_id: str, current: Mapping[str, Any], updates: Mapping[str, Any], audit: list[dict[str, Any]]
     ) -> dict[str, Any] | None:
         """Apply ``updates`` (and append ``audit``) if the row is still at ``current``'s version."""
-        names = {f"#f{i}": k for i, k in enumerate(updates)}
-        values: dict[str, Any] = {f":f{i}": v for i, v in enumerate(_to_dynamo(list(updates.values())))}
-        sets = [f"#f{i} = :f{i}" for i in range(len(updates))]
-        version = current.get("version")
-        sets.append("#version = :next")
-        names["#version"] = "version"
-        values[":next"] = int(version or 0) + 1
-        if audit:
-            names["#audit"] = "audit"
-            values[":audit"] = _to_dynamo(audit)
-            values[":none"] = []
-            sets.append("#audit = list_append(if_not_exists(#audit, :none), :audit)")
-        if version is None:
-            condition = "attribute_exists(alert_id) AND attribute_not_exists(#version)"
-        else:
-            condition = "#version = :version"
-            values[":version"] = version
+        expression, condition, names, values = _versioned_update(current, updates, audit)
         try:
             response = self._table.update_item(
                 Key={"alert_id": alert_id},
-                UpdateExpression="SET " + ", ".join(sets),
+                UpdateExpression=expression,
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
@@ -166,6 +160,43 @@ class DynamoAlertStore:
                 raise
             return None
         return dict(response.get("Attributes", {}))
+
+    def _resolve_counted(
+        self, alert_id: str, current: Mapping[str, Any], updates: Mapping[str, Any], entry: AuditEntry
+    ) -> dict[str, Any] | None:
+        """The resolution and its verdict's counter cells in one transaction. The alert's version condition is
+        what makes the count exact: a repeated or racing resolve finds the alert resolved (or moved on) and adds
+        nothing; the request token turns an SDK retry of a transaction that did commit into a success."""
+        assert self._counters_table is not None and entry.verdict is not None
+        increments = triage_increments(current, entry.verdict.value, entry.at, last_verdict(current))
+        if len(increments) + 1 > MAX_TRANSACTION_ITEMS:
+            raise ValueError(f"{len(increments)} counters exceed one DynamoDB transaction")
+        expression, condition, names, values = _versioned_update(current, updates, [entry.model_dump(mode="json")])
+        expires = int(time.time()) + self._counter_ttl_s
+        items: list[TransactWriteItemTypeDef] = [
+            {
+                "Update": {
+                    "TableName": self._name,
+                    "Key": _attributes({"alert_id": alert_id}),
+                    "UpdateExpression": expression,
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": _attributes(values),
+                }
+            },
+            *(counter_update(self._counters_table, key, n, expires) for key, n in increments.items()),
+        ]
+        token = hashlib.sha256(f"{alert_id}\x1f{current.get('version')}\x1f{entry.verdict.value}".encode())
+        if self._client is None:
+            self._client = dynamodb_client()
+        try:
+            self._client.transact_write_items(TransactItems=items, ClientRequestToken=token.hexdigest()[:36])
+        except ClientError as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                return None  # someone else changed the alert: plan again on what they wrote
+            raise
+        return self.get(alert_id)
 
     def mark_notified(self, alert: Alert) -> None:
         self._table.update_item(
@@ -191,10 +222,38 @@ class DynamoAlertStore:
             current = self.get(alert_id)
             updates, entry = plan_triage(current, alert_id, to, who, self._clock(), verdict, note)
             assert current is not None  # plan_triage raised otherwise
-            written = self._update(alert_id, current, updates, [entry.model_dump(mode="json")])
+            if to is AlertStatus.RESOLVED and self._counters_table is not None:
+                written = self._resolve_counted(alert_id, current, updates, entry)
+            else:
+                written = self._update(alert_id, current, updates, [entry.model_dump(mode="json")])
             if written is not None:
                 return written
         raise RuntimeError(f"alert {alert_id} kept changing under {MAX_CONFLICT_RETRIES} attempts")
+
+
+def _versioned_update(
+    current: Mapping[str, Any], updates: Mapping[str, Any], audit: list[dict[str, Any]]
+) -> tuple[str, str, dict[str, str], dict[str, Any]]:
+    """Expression, condition, names and values that set ``updates`` (and append ``audit``) on an alert row still
+    at ``current``'s version, moving it to the next version."""
+    names = {f"#f{i}": k for i, k in enumerate(updates)}
+    values: dict[str, Any] = {f":f{i}": v for i, v in enumerate(_to_dynamo(list(updates.values())))}
+    sets = [f"#f{i} = :f{i}" for i in range(len(updates))]
+    version = current.get("version")
+    sets.append("#version = :next")
+    names["#version"] = "version"
+    values[":next"] = int(version or 0) + 1
+    if audit:
+        names["#audit"] = "audit"
+        values[":audit"] = _to_dynamo(audit)
+        values[":none"] = []
+        sets.append("#audit = list_append(if_not_exists(#audit, :none), :audit)")
+    if version is None:
+        condition = "attribute_exists(alert_id) AND attribute_not_exists(#version)"
+    else:
+        condition = "#version = :version"
+        values[":version"] = version
+    return "SET " + ", ".join(sets), condition, names, values
 
 
 class DynamoCooldownStore:
@@ -415,28 +474,7 @@ class DynamoCounterStore:
                     }
                 }
             )
-        for key, amount in increments.items():
-            items.append(
-                {
-                    "Update": {
-                        "TableName": self._name,
-                        "Key": _attributes({"pk": f"hour#{key.hour}", "sk": counter_sort_key(key)}),
-                        "UpdateExpression": "ADD #count :n SET tenant = :t, model = :m, metric = :x, "
-                        "category = :c, expires_at = :e",
-                        "ExpressionAttributeNames": {"#count": "count"},
-                        "ExpressionAttributeValues": _attributes(
-                            {
-                                ":n": amount,
-                                ":t": key.tenant,
-                                ":m": key.model,
-                                ":x": key.metric,
-                                ":c": key.category,
-                                ":e": expires,
-                            }
-                        ),
-                    }
-                }
-            )
+        items.extend(counter_update(self._name, key, amount, expires) for key, amount in increments.items())
         try:
             self._client.transact_write_items(TransactItems=items)
             return True
@@ -503,6 +541,21 @@ class DynamoCounterStore:
             if "LastEvaluatedKey" not in page:
                 return rows
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def counter_update(table: str, key: CounterKey, amount: int, expires: int) -> TransactWriteItemTypeDef:
+    """A transaction item adding ``amount`` to one hour counter cell."""
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": _attributes({"pk": f"hour#{key.hour}", "sk": counter_sort_key(key)}),
+            "UpdateExpression": "ADD #count :n SET tenant = :t, model = :m, metric = :x, category = :c, expires_at = :e",
+            "ExpressionAttributeNames": {"#count": "count"},
+            "ExpressionAttributeValues": _attributes(
+                {":n": amount, ":t": key.tenant, ":m": key.model, ":x": key.metric, ":c": key.category, ":e": expires}
+            ),
+        }
+    }
 
 
 def counter_sort_key(key: CounterKey) -> str:

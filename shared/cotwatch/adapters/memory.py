@@ -12,12 +12,17 @@ from cotwatch.alerts import Alert, AlertStatus, Verdict, new_alert_item, plan_tr
 from cotwatch.cooldown import DueWindow, digest_for, digest_of
 from cotwatch.detection.models import TraceState
 from cotwatch.ports import AlertWrite, ChunkIdentity, CooldownDecision, CounterKey, DeadLetter, Digest, StoredAlert
+from cotwatch.tracking import last_verdict, triage_increments
 
 
 class MemoryAlertStore:
-    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self, clock: Callable[[], datetime] = lambda: datetime.now(UTC), counters: MemoryCounterStore | None = None
+    ) -> None:
+        """``counters``: where resolutions count their verdicts, as ``DynamoAlertStore(counters_table=...)``."""
         self.items: dict[str, dict[str, Any]] = {}
         self._clock = clock
+        self._counters = counters
 
     def save(self, alert: Alert) -> StoredAlert:
         current = self.items.get(alert.alert_id)
@@ -58,6 +63,10 @@ class MemoryAlertStore:
         current = self.items.get(alert_id)
         updates, entry = plan_triage(current, alert_id, to, who, self._clock(), verdict, note)
         assert current is not None  # plan_triage raised otherwise
+        if self._counters is not None and entry.verdict is not None:
+            self._counters.counts.update(
+                triage_increments(current, entry.verdict.value, entry.at, last_verdict(current))
+            )
         current.update(updates)
         current["version"] = int(current.get("version", 0)) + 1
         current["audit"] = [*current.get("audit", []), entry.model_dump(mode="json")]
