@@ -154,6 +154,8 @@ class AlertsApiSettings(_Settings):
     """Settings of the ``alerts_api`` function."""
 
     alerts_table: str = Field(min_length=3, validation_alias="ALERTS_TABLE")
+    # A resolution counts its verdict (triage_<verdict> cells) in the same transaction.
+    counters_table: str = Field(min_length=3, validation_alias="COUNTERS_TABLE")
     alerts_topic_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sns:", validation_alias="ALERTS_TOPIC_ARN")
     tenant_claim: str = Field(default="cotwatch:tenants", min_length=1, validation_alias="TENANT_CLAIM")
     chat_subscriptions_table: str = Field(min_length=3, validation_alias="CHAT_SUBSCRIPTIONS_TABLE")

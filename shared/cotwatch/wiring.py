@@ -79,7 +79,7 @@ def build_alerts_api(settings: AlertsApiSettings) -> Handler:
         allow_loopback_http=settings.allow_loopback_webhooks,
     )
     return make_handler(
-        DynamoAlertStore(settings.alerts_table),
+        DynamoAlertStore(settings.alerts_table, counters_table=settings.counters_table),
         DynamoAlertQuery(settings.alerts_table),
         subscriptions,
         settings.tenant_claim,

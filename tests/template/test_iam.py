@@ -176,7 +176,7 @@ def test_the_alerts_api_gets_exactly_what_its_adapters_call(deploy: Callable[...
         "logs:CreateLogStream": {f"{LOGS}/alerts-api"},
         "logs:PutLogEvents": {f"{LOGS}/alerts-api"},
         "dynamodb:GetItem": {f"{TABLE}-alerts"},
-        "dynamodb:UpdateItem": {f"{TABLE}-alerts"},
+        "dynamodb:UpdateItem": {f"{TABLE}-alerts", f"{TABLE}-counters"},  # verdicts counted with the resolution
         "dynamodb:Query": {f"{TABLE}-alerts/index/*"},
         "sns:Subscribe": {ALERTS_TOPIC},
         "sns:Unsubscribe": {ALERTS_TOPIC},
