@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from cotwatch import stages
 from cotwatch.detection.calibration import Calibration
@@ -35,6 +36,11 @@ class ChunkResult:
     chunk: TraceChunk
     assessment: ChunkAssessment
     state: TraceState
+    # For emerging patterns (cotwatch.patterns): the chunk's windows, their embeddings and calibrated scores
+    # per category (rows: windows, columns: ``categories``); empty for a chunk without windows.
+    windows: tuple[Window, ...] = ()
+    embeddings: Matrix | None = None
+    window_scores: npt.NDArray[np.float64] | None = None
 
 
 @dataclass(frozen=True)
@@ -101,8 +107,28 @@ class TraceMonitor:
                 state = running.get(key) or TraceState(trace_key=key)
                 assessment, state = self._assess_chunk(plan, scores, state)
                 running[key] = state
-                results.append(ChunkResult(plan.chunk, assessment, state))
+                rows = slice(plan.first_row, plan.first_row + len(plan.windows))
+                results.append(
+                    ChunkResult(
+                        plan.chunk,
+                        assessment,
+                        state,
+                        windows=tuple(plan.windows),
+                        embeddings=embeddings[rows] if embeddings is not None and plan.windows else None,
+                        window_scores=self._calibrated_windows(plan, scores) if plan.windows else None,
+                    )
+                )
         return results
+
+    def _calibrated_windows(self, plan: _Planned, scores: WindowScores | None) -> npt.NDArray[np.float64]:
+        """Each window's calibrated score per category, before any trace-level repeat bonus."""
+        n, tenant, cal = len(plan.windows), plan.chunk.tenant, self._calibration
+        out = np.zeros((n, len(self._scorer.categories)), dtype=np.float64)
+        if scores is not None:
+            for c, category in enumerate(self._scorer.categories):
+                for i, raw in enumerate(scores.raw[plan.first_row : plan.first_row + n, c]):
+                    out[i, c] = cal.calibrated(category, float(raw), tenant)
+        return out
 
     def _encode_unique(self, texts: Sequence[str]) -> Matrix:
         """One encoder call for the whole batch (the expensive step amortises best this way), each distinct
