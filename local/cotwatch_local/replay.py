@@ -325,7 +325,7 @@ class Estimate(BaseModel):
                 f"  rate             {self.windows_per_second:,.1f} windows/s ({self.rate_source})",
                 f"  time             ~{self.seconds:,.1f} s of encoding",
                 f"  Lambda cost      ~${self.lambda_usd:.6f}: {self.lambda_gb_seconds:,.2f} GB-s "
-                f"({self.seconds:,.1f} s x {gb:.2f} GB) x ${LAMBDA_USD_PER_GB_SECOND}/GB-s + "
+                f"({self.seconds:,.1f} s x {gb:.2f} GB) x ${LAMBDA_USD_PER_GB_SECOND:.10f}/GB-s + "
                 f"{self.invocations} invocations x $0.20/1M (x86 us-east-1 list price; "
                 "DynamoDB, S3 and SNS requests not included)",
             ]
