@@ -78,6 +78,8 @@ def api_client(args: argparse.Namespace) -> Iterator[ApiClient]:
     from cotwatch_local.stack import aws_env
 
     invoker = _invoker_for(API_FUNCTION, use_stack=True)
+    # Loopback chat webhooks (http://127.0.0.1:...) are accepted on the local stack only.
+    invoker.set_environment(API_FUNCTION, {**invoker.environment(API_FUNCTION), "ALLOW_LOOPBACK_WEBHOOKS": "true"})
     # This process's own AWS calls (resolving an SQS queue) go to the local stack too.
     with (
         patched_environ(aws_env(_stack_info().aws_endpoint_url)),
@@ -128,7 +130,28 @@ def render_alert(alert: dict[str, Any], out: TextIO) -> None:
 # ------------------------------------------------------------------------------------------ commands
 
 
+def cmd_local_notify(command: str) -> int:
+    from cotwatch_local.cli import _stack_info
+    from cotwatch_local.invoker import patched_environ
+    from cotwatch_local.notify import CHAT_NOTIFIER, DIGEST_FLUSH, deliver_chat, flush_digests
+
+    info = _stack_info()
+    with patched_environ(info.aws_env):
+        if command == "flush-digests":
+            result = flush_digests(info.env_for(DIGEST_FLUSH))
+            print(f"published {result['digests']} digests of {result['alerts']} held-back alerts")
+        else:
+            totals = deliver_chat(info.names, info.env_for(CHAT_NOTIFIER))
+            print(
+                f"{totals['messages']} alert-topic messages: {totals['delivered']} chat posts, "
+                f"{totals['dead_lettered']} dead-lettered"
+            )
+    return 0
+
+
 def cmd_alerts(args: argparse.Namespace) -> int:
+    if args.alerts_command in ("flush-digests", "deliver-chat"):
+        return cmd_local_notify(args.alerts_command)
     out = sys.stdout
     with api_client(args) as api:
         if args.alerts_command == "list":
@@ -204,13 +227,19 @@ def sqs_arn(name_or_arn: str) -> str:
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
-    targets = [(p, v) for p, v in (("email", args.email), ("https", args.https), ("sqs", args.sqs)) if v]
+    options = (("email", args.email), ("https", args.https), ("sqs", args.sqs), ("chat", args.chat_webhook))
+    targets = [(p, v) for p, v in options if v]
     if len(targets) != 1:
-        raise SystemExit("give exactly one of --email ADDRESS, --https URL, --sqs QUEUE")
+        raise SystemExit("give exactly one of --email ADDRESS, --https URL, --sqs QUEUE, --chat-webhook URL")
     [(protocol, endpoint)] = targets
     with api_client(args) as api:
         if protocol == "sqs":
             endpoint = sqs_arn(endpoint)
+        if protocol == "chat" and not (args.api_url or os.environ.get("COTWATCH_API_URL")):
+            from cotwatch_local.cli import _stack_info
+            from cotwatch_local.notify import ensure_chat_feed
+
+            ensure_chat_feed(_stack_info().names)  # locally the rig plays SNS's delivery to the notifier
         body = {
             "protocol": protocol, "endpoint": endpoint, "categories": args.category, "min_severity": args.min_severity,
             "tenants": args.tenant, "models": args.model,
@@ -220,7 +249,8 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
         json.dump(created, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print(f"subscribed {created['id']}: {protocol} {endpoint} filter {json.dumps(created['filter_policy'])}")
+        shown = created["endpoint"]  # a chat webhook is shown masked: its URL is a credential
+        print(f"subscribed {created['id']}: {protocol} {shown} filter {json.dumps(created['filter_policy'])}")
     return 0
 
 
@@ -277,6 +307,8 @@ def add_commands(sub: Any) -> None:
     resolve.add_argument("--note")
     for parser in (listing, show, ack, resolve):
         _api_options(parser)
+    actions.add_parser("flush-digests", help="local stack: one run of the digest flush (the schedule's job)")
+    actions.add_parser("deliver-chat", help="local stack: post the alert topic's new messages to chat webhooks")
     alerts.set_defaults(func=cmd_alerts)
 
     subscribe = sub.add_parser("subscribe", help="subscribe an email, https endpoint or SQS queue to matching alerts")
@@ -287,6 +319,9 @@ def add_commands(sub: Any) -> None:
     subscribe.add_argument("--email")
     subscribe.add_argument("--https", metavar="URL")
     subscribe.add_argument("--sqs", metavar="QUEUE", help="queue name (created if missing, policy set) or ARN")
+    subscribe.add_argument(
+        "--chat-webhook", metavar="URL", help="Slack-compatible incoming webhook (https; locally also http loopback)"
+    )
     _api_options(subscribe)
     subscribe.set_defaults(func=cmd_subscribe)
     unsubscribe = sub.add_parser("unsubscribe", help="delete a subscription")

@@ -45,6 +45,8 @@ class DemoReport:
     drained: bool
     mismatches: list[str] = field(default_factory=list)
     produced_via: dict[str, int] = field(default_factory=dict)  # traces per producer path (--via-adapters)
+    run_id: str = ""  # suffix of this run's trace ids
+    chat: dict[str, int] = field(default_factory=dict)  # what the chat notifier did with the run's messages
 
 
 def read_back(info: LocalStackInfo) -> tuple[list[dict[str, Any]], dict[str, int], list[str], list[str]]:
@@ -96,24 +98,30 @@ def run_demo(
     chunk_chars: int = 1500,
     keep_running: bool = False,
     via_adapters: bool = False,
+    cooldown_seconds: int | None = 0,
+    stack: LocalStack | None = None,
     out: TextIO,
 ) -> DemoReport:
+    """``cooldown_seconds``: the scorer's ALERT_COOLDOWN_SECONDS for this run (0: every alert is published, so a
+    subscriber sees each one; None: the stack's value, 600 by default, which turns a storm into a digest)."""
     from cotwatch_local.adapters.kafka_producer import TraceProducer
     from cotwatch_local.invoker import LocalInvoker
     from cotwatch_local.poller import EventSourcePoller, PollerConfig, S3Destination
 
     docs = load_documents(traces)
-    if via_adapters:
-        # The adapters cut chunks their own way (and partly by time): under the same trace ids as an earlier
-        # run's chunks still on the topic they would be conflicting duplicates, so each run has its own ids.
-        run = uuid.uuid4().hex[:6]
-        docs = [doc.model_copy(update={"trace_id": f"{doc.trace_id}@{run}"}) for doc in docs]
-    stack = LocalStack()
+    # Every run has trace ids of its own: on a stack that is already up, an earlier run's ids would be claimed
+    # chunks (deduplicated, no alert, no notification), so a second demo would show subscribers nothing.
+    run = uuid.uuid4().hex[:6]
+    docs = [doc.model_copy(update={"trace_id": f"{doc.trace_id}@{run}"}) for doc in docs]
+    stack = stack or LocalStack()
     was_up = stack.status().up
     out.write("starting the local stack (Kafka broker + moto server)…\n" if not was_up else "using the running stack\n")
     info = stack.up()
     try:
         with patched_environ(info.aws_env):
+            from cotwatch_local.notify import CHAT_NOTIFIER, deliver_chat, ensure_chat_feed
+
+            ensure_chat_feed(info.names)  # before any alert is published: the rig's stand-in for SNS -> chat notifier
             produced_via: dict[str, int] = {}
             if via_adapters:
                 # As a serving stack would: the producer library's writer, and the OpenAI stream tee.
@@ -137,6 +145,8 @@ def run_demo(
             out.write(f"published {len(docs)} traces as {sent} chunks (+1 malformed record) ")
             out.write(f"to {info.names.kafka_topic}\n")
             env = {**info.env_for(SCORER), "POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
+            if cooldown_seconds is not None:
+                env["ALERT_COOLDOWN_SECONDS"] = str(cooldown_seconds)
             invoker = LocalInvoker(environments={SCORER: env})
             config = PollerConfig(
                 bootstrap_servers=info.kafka_bootstrap_servers,
@@ -158,6 +168,11 @@ def run_demo(
             ):
                 stats = poller.run_until_drained(idle_timeout_s=3.0, max_duration_s=900)
             alerts, counters, dead, failed = read_back(info)
+            chat = deliver_chat(
+                info.names, info.env_for(CHAT_NOTIFIER)
+            )  # as SNS would invoke the chat notifier for each alert-topic message
+            if chat["delivered"] or chat["dead_lettered"]:
+                out.write(f"chat notifier: {chat['delivered']} posts, {chat['dead_lettered']} dead-lettered\n")
             # Roll every hour up (Parquet on S3, as the scheduled function would) and keep a copy, so
             # `cotwatch report` works after the stack is down.
             from cotwatch_local.report import roll_up_everything, snapshot
@@ -180,6 +195,8 @@ def run_demo(
             drained=stats.drained,
             mismatches=check_expectations(docs, ours),
             produced_via=produced_via,
+            run_id=run,
+            chat=chat,
         )
     finally:
         if not was_up and not keep_running:
