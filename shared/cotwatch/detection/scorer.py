@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from cotwatch.detection.cues import CueMatcher
 from cotwatch.detection.embedding import Embedder, Matrix
+from cotwatch.detection.exemplar_cache import embed_all, load_cached
 from cotwatch.detection.taxonomy import Taxonomy
 
 
@@ -44,14 +45,11 @@ class WindowScorer(Protocol):
 
 
 def embed_exemplars(taxonomy: Taxonomy, embedder: Embedder) -> tuple[list[Matrix], list[list[str]], Matrix | None]:
-    """Each category's exemplar embeddings and ids, and all benign look-alikes and reasoning as negatives."""
-    positives = [embedder.encode([e.text for e in cat.exemplars]) for cat in taxonomy.categories.values()]
+    """Each category's exemplar embeddings and ids, and all benign look-alikes and reasoning as negatives:
+    from the shipped cache when it was made by this encoder from this taxonomy, else embedded now."""
     ids = [[e.id for e in cat.exemplars] for cat in taxonomy.categories.values()]
-    negatives = [
-        *taxonomy.benign_reasoning,
-        *(e for cat in taxonomy.categories.values() for e in cat.benign_lookalikes),
-    ]
-    return positives, ids, (embedder.encode([e.text for e in negatives]) if negatives else None)
+    positives, negatives = load_cached(taxonomy, embedder.name) or embed_all(taxonomy, embedder)
+    return positives, ids, negatives
 
 
 @dataclass(frozen=True)
