@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cotwatch.detection.calibration import Calibration, load_calibration
-from cotwatch.detection.embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder
+from cotwatch.detection.embedding import DEFAULT_MODEL, Embedder, build_embedder
 from cotwatch.detection.heads import HeadScorer, find_heads
 from cotwatch.detection.monitor import TraceMonitor
 from cotwatch.detection.scorer import ExemplarScorer, WindowScorer
@@ -16,6 +16,7 @@ def build_monitor(
     *,
     embedding_model: str = DEFAULT_MODEL,
     embedding_backend: str = "torch",
+    embedding_onnx_path: str | Path | None = None,
     taxonomy_path: str | Path | None = None,
     calibration_path: str | Path | None = None,
     embedder: Embedder | None = None,
@@ -30,7 +31,7 @@ def build_monitor(
     The trained heads for the encoder are used when an artifact matches it (``heads_path`` or a built-in
     one); otherwise, e.g. with the unit tests' hashing embedder, scoring falls back to exemplar similarity.
     """
-    embedder = embedder or SentenceTransformerEmbedder(embedding_model, backend=embedding_backend)
+    embedder = embedder or build_embedder(embedding_backend, embedding_model, onnx_path=embedding_onnx_path)
     taxonomy = load_taxonomy(taxonomy_path)
     heads = find_heads(embedder.name, heads_path) if use_heads else None
     scorer: WindowScorer = HeadScorer(taxonomy, embedder, heads) if heads else ExemplarScorer(taxonomy, embedder)

@@ -52,7 +52,7 @@ def lexical_features(texts: Sequence[str], n_features: int) -> tuple[list[list[i
 
 def model_key(embedder_name: str) -> str:
     """The encoder part of an embedder's name: heads do not care whether it runs on torch or ONNX."""
-    for suffix in (":torch", ":onnx", ":openvino"):
+    for suffix in (":torch", ":onnx", ":onnx-int8", ":openvino"):
         if embedder_name.endswith(suffix):
             return embedder_name[: -len(suffix)]
     return embedder_name
