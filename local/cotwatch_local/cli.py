@@ -1,5 +1,5 @@
-"""The ``cotwatch`` command line: demo, produce, invoke, poll, local up|down|status, report, bench, schema, eval,
-calibrate.
+"""The ``cotwatch`` command line: demo, produce, invoke, poll, local up|down|status, report, bench, schema,
+replay, eval, calibrate.
 
 ``eval`` and ``calibrate`` hand all their arguments to :mod:`cotwatch_training.commands`.
 """
