@@ -289,6 +289,10 @@ def _replay(args: argparse.Namespace, bootstrap: str | None) -> int:
         kafka_range_set,
     )
 
+    if args.source == "kafka" and not bootstrap:  # argument errors before any client is built
+        raise ReplayError("no Kafka broker: give --bootstrap-servers")
+    if args.source == "kafka" and (args.topic is None or args.partition is None):
+        raise ReplayError("kafka needs --topic and --partition")
     replayer = Replayer.from_environment()
     bucket = replayer.settings.data_bucket
     if args.source == "dead-letters":
@@ -305,10 +309,7 @@ def _replay(args: argparse.Namespace, bootstrap: str | None) -> int:
             replayer.s3, bucket, args.prefix or FAILED_BATCH_PREFIXES, topic=args.topic, partition=args.partition
         )
     else:
-        if not bootstrap:
-            raise ReplayError("no Kafka broker: give --bootstrap-servers")
-        if args.topic is None or args.partition is None:
-            raise ReplayError("kafka needs --topic and --partition")
+        assert bootstrap is not None and args.partition is not None  # checked above
         try:
             from_time = datetime.fromisoformat(args.from_time) if args.from_time else None
             to_time = datetime.fromisoformat(args.to_time) if args.to_time else None
