@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch from PyPI is large: pip's cache serves it after the first install on a machine.
-	$(BIN)/pip install -q -e ".[ml,local,train,dev]"
+	$(BIN)/pip install -q -e ".[ml,onnx,local,train,dev]"
 	@touch $(STAMP)
 
 # Debian's chromium for the report's browser test (tests/integration/test_tracking_rollups.py); installed where
