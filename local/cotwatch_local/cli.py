@@ -325,6 +325,8 @@ def _replay(args: argparse.Namespace, bootstrap: str | None) -> int:
             to_time=to_time,
             consumer_config={"security_protocol": args.security_protocol},
         )
+    if args.source != "dead-letters":  # archived dead letters never scored; other records may have, unclaimed
+        replayer.set_aside_unclaimed_done(found)
     if args.dry_run:
         estimate = replayer.estimate(
             found, windows_per_second=args.windows_per_second, batch_size=args.batch_size, memory_mb=args.memory_mb

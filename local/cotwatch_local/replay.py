@@ -390,25 +390,85 @@ def _admitted(
     dead: Counter[str] = Counter()
     skipped = 0
     for record in records:
-        for decoded in decode_record(record, otlp_topics):
-            if isinstance(decoded, Rejection):
-                dead[decoded.reason] += 1
-            elif isinstance(decoded, Skipped):
-                skipped += sum(decoded.reasons.values())
-            elif len(decoded.text) > limits.max_chunk_chars:
-                dead["chunk_too_large"] += 1
-            elif len(cut_windows(decoded.text)) > limits.max_windows_per_chunk:
-                dead["too_many_windows"] += 1
-            elif tenants is None:
-                chunks.append(decoded)
-            else:
-                named = decoded.tenant if "tenant" in decoded.model_fields_set else None
-                tenant, reason, _ = tenants.resolve(record.topic, named)
-                if tenant is None:
-                    dead[reason] += 1
-                else:
-                    chunks.append(decoded.model_copy(update={"tenant": tenant}))
+        more, rejected, spans = _admitted_items(record, decode_record(record, otlp_topics), tenants, limits)
+        chunks += more
+        dead += rejected
+        skipped += spans
     return chunks, dead, skipped
+
+
+def _admitted_items(
+    record: KafkaRecord,
+    items: Sequence[TraceChunk | Rejection | Skipped],
+    tenants: TenantBinding | None,
+    limits: Limits,
+) -> tuple[list[TraceChunk], Counter[str], int]:
+    chunks: list[TraceChunk] = []
+    dead: Counter[str] = Counter()
+    skipped = 0
+    for decoded in items:
+        if isinstance(decoded, Rejection):
+            dead[decoded.reason] += 1
+        elif isinstance(decoded, Skipped):
+            skipped += sum(decoded.reasons.values())
+        elif len(decoded.text) > limits.max_chunk_chars:
+            dead["chunk_too_large"] += 1
+        elif len(cut_windows(decoded.text)) > limits.max_windows_per_chunk:
+            dead["too_many_windows"] += 1
+        elif tenants is None:
+            chunks.append(decoded)
+        else:
+            named = decoded.tenant if "tenant" in decoded.model_fields_set else None
+            tenant, reason, _ = tenants.resolve(record.topic, named)
+            if tenant is None:
+                dead[reason] += 1
+            else:
+                chunks.append(decoded.model_copy(update={"tenant": tenant}))
+    return chunks, dead, skipped
+
+
+def set_aside_unclaimed_done(
+    found: ReplaySet,
+    *,
+    counters: CounterStore,
+    dead_lettered: Callable[[KafkaRecord], bool],
+    otlp_topics: Mapping[str, str] | None = None,
+    tenants: TenantBinding | None = None,
+    limits: Limits | None = None,
+) -> int:
+    """Take out of ``found`` the records processed at their coordinates whose chunks hold no identity claim.
+
+    Such a record was scored before chunk identity claims existed, or dead-lettered with its letter since
+    expired: replaying it would count it again, so it is reported (``processed_without_claim``), not
+    replayed. A record with a stored dead letter stays in (it never scored). Returns how many were set aside."""
+    admitted: dict[str, list[tuple[int, TraceChunk]]] = {}
+    for record in found.records:
+        admitted[record.record_id] = [
+            (part, chunk)
+            for part, item in enumerate(decode_record(record, otlp_topics))
+            for chunk in _admitted_items(record, [item], tenants, limits or Limits())[0]
+        ]
+    claimed = counters.identities([identity_key(c) for parts in admitted.values() for _, c in parts])
+    kept: list[KafkaRecord] = []
+    for record in found.records:
+        parts = admitted[record.record_id]
+        unclaimed = bool(parts) and not any(identity_key(c) in claimed for _, c in parts)
+        markers = [record.record_id if part == 0 else f"{record.record_id}#{part}" for part, _ in parts]
+        if unclaimed and any(counters.applied(m) for m in markers) and not dead_lettered(record):
+            found.unreplayable.append(
+                Unreplayable(
+                    found.origins.get(record.record_id, record.record_id),
+                    "processed_without_claim",
+                    f"{record.record_id} was processed at its coordinates but its chunk has no identity claim "
+                    "(scored before claims existed, or its dead letter expired): not replayed, it would count twice",
+                )
+            )
+            found.origins.pop(record.record_id, None)
+        else:
+            kept.append(record)
+    aside = len(found.records) - len(kept)
+    found.records = kept
+    return aside
 
 
 def calibrate(embedder: Embedder, found: ReplaySet, sample: int = 64) -> float:
@@ -550,6 +610,29 @@ class Replayer:
             return model_token_counter(self.settings.embedding_model), f"tokenizer of {self.settings.embedding_model}"
         except (OSError, ValueError, ImportError):
             return word_count, "words (the model's tokenizer is not installed here)"
+
+    def dead_lettered(self, record: KafkaRecord) -> bool:
+        """Whether the scorer's dead letter of this record is stored (the sink's key)."""
+        from botocore.exceptions import ClientError
+
+        key = f"{self.settings.dead_letter_prefix}{record.topic}/{record.partition}/{record.offset:020d}.json"
+        try:
+            self.s3.head_object(Bucket=self.settings.data_bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def set_aside_unclaimed_done(self, found: ReplaySet) -> int:
+        return set_aside_unclaimed_done(
+            found,
+            counters=self.counters(),
+            dead_lettered=self.dead_lettered,
+            otlp_topics=self.settings.otlp_topics,
+            tenants=self.tenants(),
+            limits=self.limits(),
+        )
 
     def embedder(self) -> Embedder:
         from cotwatch.detection.embedding import SentenceTransformerEmbedder

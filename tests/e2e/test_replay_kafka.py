@@ -147,7 +147,13 @@ def test_cli_dry_run_estimates_and_writes_nothing(
     scorer_shell_env: dict[str, str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # Given the counters as they are
+    # Given offset 0 processed before identity claims existed (its marker, no claim), offset 1 dead-lettered
+    # once (its marker and its stored letter)
+    counters = DynamoCounterStore(local_names.name("CountersTable"))
+    counters.apply_once(f"{topic}-0@0", {})
+    counters.apply_once(f"{topic}-0@1", {})
+    letter = f"dead-letters/{topic}/0/{1:020d}.json"
+    boto3.client("s3").put_object(Bucket=local_names.name("DataBucket"), Key=letter, Body=b"{}")
     cells = _cells(local_names)
     # When `cotwatch replay kafka --dry-run` runs on the topic with a given rate
     code = main(
@@ -157,15 +163,17 @@ def test_cli_dry_run_estimates_and_writes_nothing(
         ]
     )
     out = capsys.readouterr().out
-    # Then it prints the estimate: three chunks, one record that would be dead-lettered, the rate it was given
+    # Then it prints the estimate: offset 0 set aside (it would count twice), two chunks to score, one record
+    # that would be dead-lettered, the rate it was given
     assert code == 0
     assert "replay dry run (kafka): nothing was written" in out
-    assert "chunks to score  3 (already claimed, would be deduplicated: 0)" in out
+    assert "records          3 (not replayable from where they are stored: processed_without_claim: 1)" in out
+    assert "chunks to score  2 (already claimed, would be deduplicated: 0)" in out
     assert "would dead-letter 1 (not_json: 1)" in out
     assert "40.0 windows/s (given)" in out and "$0.0000166667/GB-s" in out
     # And nothing was written: no counter moved, no dead letter stored
     assert _cells(local_names) == cells
-    assert _dead_letter_keys(local_names, topic) == []
+    assert _dead_letter_keys(local_names, topic) == [letter]
 
 
 @pytest.mark.model

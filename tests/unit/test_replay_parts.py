@@ -27,6 +27,7 @@ from cotwatch_local.replay import (
     estimate,
     record_from_dead_letter,
     records_from_failed_batch,
+    set_aside_unclaimed_done,
 )
 
 AT = datetime(2026, 12, 7, tzinfo=UTC)
@@ -172,3 +173,32 @@ def test_the_cli_names_what_a_kafka_replay_lacks(monkeypatch: pytest.MonkeyPatch
         main(["replay", "kafka", "--topic", "traces", "--partition", "0", "--from-offset", "0", "--env-from-shell"])
     with pytest.raises(SystemExit, match="needs --topic and --partition"):
         main(["replay", "kafka", "--topic", "traces", "--bootstrap-servers", "x:9092", "--env-from-shell"])
+
+
+def test_records_processed_without_a_claim_are_set_aside_not_replayed() -> None:
+    # Given three chunk records: one scored before identity claims existed (marker, no claim), one dead-lettered
+    # (marker and a stored letter), one never processed
+    chunks = [TraceChunk(trace_id=f"t-{i}", seq=0, model="m", text="A sentence.") for i in range(3)]
+    found = ReplaySet(source="kafka")
+    for i, c in enumerate(chunks):
+        found.add(
+            KafkaRecord(
+                topic="traces", partition=0, offset=i, key=c.trace_id.encode(), value=c.model_dump_json().encode()
+            ),
+            f"kafka://traces/0@{i}",
+        )
+    counters = MemoryCounterStore()
+    counters.apply_once("traces-0@0", {})
+    counters.apply_once("traces-0@1", {})
+    # When the replay set is checked
+    aside = set_aside_unclaimed_done(
+        found,
+        counters=counters,
+        dead_lettered=lambda r: r.offset == 1,
+        tenants=TenantBinding({"traces": frozenset({"*"})}),
+    )
+    # Then only the pre-claim record is set aside, reported with why
+    assert aside == 1
+    assert [r.offset for r in found.records] == [1, 2]
+    (reported,) = found.unreplayable
+    assert reported.reason == "processed_without_claim" and reported.where == "kafka://traces/0@0"
