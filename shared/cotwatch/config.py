@@ -57,7 +57,17 @@ class ScorerSettings(_Settings):
         validation_alias="EMBEDDING_MODEL",
         description="'package:<python package>' for a model shipped in a wheel, or a local folder path.",
     )
-    embedding_backend: str = Field(default="torch", pattern="^(torch|onnx)$", validation_alias="EMBEDDING_BACKEND")
+    embedding_backend: str = Field(
+        default="torch",
+        pattern="^(torch|onnx|onnx-int8)$",
+        validation_alias="EMBEDDING_BACKEND",
+        description="torch, or onnx / onnx-int8: the model `cotwatch export-onnx` wrote (docs/performance.md).",
+    )
+    embedding_onnx_path: str | None = Field(
+        default=None,
+        validation_alias="EMBEDDING_ONNX_PATH",
+        description="Folder of the ONNX export; empty: the export cache ($COTWATCH_ONNX_DIR or ~/.cache/cotwatch/onnx).",
+    )
     dead_letter_prefix: str = Field(default="dead-letters/", validation_alias="DEAD_LETTER_PREFIX")
     trace_state_ttl_days: int = Field(default=7, ge=1, le=365, validation_alias="TRACE_STATE_TTL_DAYS")
     counter_ttl_days: int = Field(default=400, ge=1, validation_alias="COUNTER_TTL_DAYS")
@@ -116,6 +126,12 @@ class ScorerSettings(_Settings):
         min_length=1,
         description="Which tenants each topic may carry: 'topic=tenant[|tenant]' or 'topic=*', comma-separated.",
     )
+
+    @field_validator("embedding_onnx_path", mode="before")
+    @classmethod
+    def _embedding_onnx_path(cls, value: object) -> object:
+        # template.yaml sets every variable; an empty one means "the default cache", not the folder "".
+        return None if value == "" else value
 
     @field_validator("tenant_bindings", mode="before")
     @classmethod

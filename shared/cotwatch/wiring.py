@@ -30,6 +30,7 @@ def build_score_traces(settings: ScorerSettings, *, dead_letters: DeadLetterSink
     monitor = build_monitor(
         embedding_model=settings.embedding_model,
         embedding_backend=settings.embedding_backend,
+        embedding_onnx_path=settings.embedding_onnx_path,
         taxonomy_path=settings.taxonomy_path,
         calibration_path=settings.calibration_path,
         hashed_tenants=settings.no_raw_text_tenants,
