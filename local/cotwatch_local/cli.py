@@ -352,6 +352,7 @@ def _replay(args: argparse.Namespace, bootstrap: str | None) -> int:
 TRAINING_COMMANDS = {
     "eval": "score a labelled JSONL and report detection metrics (cotwatch_training; --help there)",
     "calibrate": "fit per-category thresholds on the benign rows of a JSONL (cotwatch_training; --help there)",
+    "export-onnx": "export the encoder to ONNX, --quantize int8 for int8, into the cache (cotwatch_training)",
 }
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from cotwatch.detection.calibration import Calibration, load_calibration
-from cotwatch.detection.embedding import DEFAULT_MODEL, Embedder, Matrix, SentenceTransformerEmbedder
+from cotwatch.detection.embedding import BACKENDS, DEFAULT_MODEL, Embedder, Matrix, build_embedder
 from cotwatch.detection.factory import build_monitor
 from cotwatch.detection.models import ChunkAssessment
 from cotwatch.detection.monitor import TraceMonitor
@@ -171,7 +171,8 @@ def _embedder(args: argparse.Namespace) -> CachingEmbedder:
         from cotwatch.detection.embedding import HashingEmbedder
 
         return CachingEmbedder(HashingEmbedder())
-    return CachingEmbedder(SentenceTransformerEmbedder(args.embedding_model, backend=args.embedding_backend))
+    embedder = build_embedder(args.embedding_backend, args.embedding_model, onnx_path=args.embedding_onnx_path)
+    return CachingEmbedder(embedder)
 
 
 def summarise(rows: Sequence[EvalRow], assessments: Sequence[ChunkAssessment]) -> dict[str, object]:
@@ -325,7 +326,10 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_MODEL,
         help="package:<module>, a model folder, or 'hashing' (the test fake)",
     )
-    p.add_argument("--embedding-backend", default="torch", choices=["torch", "onnx"])
+    p.add_argument(
+        "--embedding-backend", default="torch", choices=BACKENDS, help="onnx*: run `cotwatch export-onnx` first"
+    )
+    p.add_argument("--embedding-onnx-path", default=None, help="ONNX export folder (default: the export cache)")
     p.add_argument("--taxonomy", default=None, help="taxonomy override file (as TAXONOMY_PATH)")
     p.add_argument("--calibration", default=None, help="calibration file (default: the packaged one)")
     p.add_argument("--heads", default=None, help="trained heads artifact (default: the packaged one for the encoder)")
@@ -369,6 +373,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     cal.add_argument("--version", default=None, help="calibration version string (default: dated)")
     _model_args(cal)
     cal.set_defaults(func=run_calibrate)
+
+    from cotwatch_training.onnx_export import register as register_export
+
+    register_export(subparsers)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
