@@ -184,3 +184,16 @@ def test_log_groups_are_encrypted_and_retained_for_a_bounded_time(translated: di
         # Then each uses the stack's key and expires
         assert group["KmsKeyId"] == {"Fn::If": ["UseCmk", CMK, NO_VALUE]}, name
         assert group["RetentionInDays"] == {"Ref": "LogRetentionInDays"}, name
+
+
+def test_the_alerts_api_logs_every_request_to_an_encrypted_log_group(translated: dict[str, Any]) -> None:
+    # Given the HTTP API's stage as SAM translates it
+    stages = of_type(translated, "AWS::ApiGatewayV2::Stage")
+    (stage,) = stages.values()
+    # Then access logs go to the API's own log group, which the stack's key encrypts (as every log group)
+    settings = stage["AccessLogSettings"]
+    assert settings["DestinationArn"] == {"Fn::GetAtt": ["AlertsApiAccessLogGroup", "Arn"]}
+    for field in ("$context.requestId", "$context.routeKey", "$context.status", "$context.authorizer.claims.sub"):
+        assert field in settings["Format"], field
+    group = of_type(translated, "AWS::Logs::LogGroup")["AlertsApiAccessLogGroup"]
+    assert group["KmsKeyId"] == {"Fn::If": ["UseCmk", CMK, NO_VALUE]}
