@@ -201,6 +201,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         chunk_chars=args.chunk_chars,
         keep_running=args.keep_running,
         via_adapters=args.via_adapters,
+        cooldown_seconds=None if args.stack_cooldown else args.cooldown_seconds,
         out=sys.stdout,
     )
     render(report, sys.stdout)
@@ -377,6 +378,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--via-adapters",
         action="store_true",
         help="produce the traces through TraceWriter and the OpenAI stream tee (loopback server), not JSONL chunks",
+    )
+    demo.add_argument(
+        "--cooldown-seconds",
+        type=int,
+        default=0,
+        help="the scorer's alert cooldown for this run (default 0: subscribers get every alert)",
+    )
+    demo.add_argument(
+        "--stack-cooldown", action="store_true", help="use the stack's AlertCooldownSeconds (600) instead: digests"
     )
     demo.set_defaults(func=cmd_demo)
 
