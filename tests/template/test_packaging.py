@@ -88,6 +88,37 @@ def test_the_image_runs_offline_with_the_model_baked_in() -> None:
     assert ops.index("ENV") < instructions.index(("RUN", smoke))
 
 
+def test_the_image_bakes_in_both_onnx_exports_offline() -> None:
+    instructions = dockerfile_instructions()
+    # Given the image's build steps
+    (export,) = [args for op, args in instructions if op == "RUN" and "onnx_export.py" in args]
+    # Then it exports fp32 and int8 into the folder the runtime's cache setting names, with the onnx extra
+    # installed, after the offline switch and before the runtime package is copied in
+    assert "python onnx_export.py &&" in export
+    assert "python onnx_export.py --quantize int8" in export
+    assert ("ENV", "COTWATCH_ONNX_DIR=/opt/cotwatch/onnx") in instructions
+    runs = " ".join(args for op, args in instructions if op == "RUN")
+    assert "p['optional-dependencies']['onnx']" in runs
+    assert {"onnxruntime", "onnx"} <= {
+        re.split(r"[=<>~! ]", r)[0] for r in pyproject()["project"]["optional-dependencies"]["onnx"]
+    }
+    position = instructions.index(("RUN", export))
+    assert [op for op, _ in instructions].index("ENV") < position
+    assert instructions.index(("COPY", "shared/cotwatch ${LAMBDA_TASK_ROOT}/cotwatch")) > position
+
+
+def test_the_template_selects_a_backend_the_image_carries(template: dict[str, Any]) -> None:
+    # Given the scorer's environment and the backend parameter
+    env = template["Resources"]["ScoreTracesFunction"]["Properties"]["Environment"]["Variables"]
+    parameter = template["Parameters"]["ScorerEmbeddingBackend"]
+    # Then EMBEDDING_BACKEND comes from the parameter, which allows exactly the backends the settings accept,
+    # and an empty EMBEDDING_ONNX_PATH means the image's baked-in export cache
+    assert env["EMBEDDING_BACKEND"] == {"Ref": "ScorerEmbeddingBackend"}
+    assert sorted(parameter["AllowedValues"]) == ["onnx", "onnx-int8", "torch"]
+    assert parameter["Default"] in parameter["AllowedValues"]
+    assert env["EMBEDDING_ONNX_PATH"] == ""
+
+
 def test_the_image_carries_the_package_and_the_handler() -> None:
     instructions = dockerfile_instructions()
     copies = [args for op, args in instructions if op == "COPY"]
@@ -128,8 +159,9 @@ def test_the_build_context_sends_only_what_the_dockerfile_copies(
     # And nothing else of the repository is: no virtualenvs, tests, build output or other functions
     # (Docker always sends the Dockerfile and the .dockerignore itself)
     roots = {path.split("/")[0] for path in sent}
-    assert roots <= {"pyproject.toml", "shared", "functions", ".dockerignore"}
-    assert all(p.startswith(("shared/cotwatch", "functions/score_traces/")) for p in sent if "/" in p)
+    assert roots <= {"pyproject.toml", "shared", "functions", "training", ".dockerignore"}
+    allowed = ("shared/cotwatch", "functions/score_traces/", "training/cotwatch_training/onnx_export.py")
+    assert all(p.startswith(allowed) for p in sent if "/" in p)
     assert not [p for p in sent if "__pycache__" in p or p.endswith(".pyc")]
 
 

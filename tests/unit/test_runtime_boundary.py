@@ -134,8 +134,22 @@ def test_the_runtime_folder_holds_only_the_runtime_package() -> None:
 
 def test_the_scorer_image_copies_only_the_runtime_package_and_its_handler() -> None:
     dockerfile = (REPO / "functions" / "score_traces" / "Dockerfile").read_text(encoding="utf-8")
-    copied = re.findall(r"^COPY\s+(\S+)\s+\S+", dockerfile, flags=re.MULTILINE)
-    assert copied == ["pyproject.toml", "shared/cotwatch", "functions/score_traces/app.py"]
+    copies = re.findall(r"^COPY\s+(\S+)\s+(\S+)", dockerfile, flags=re.MULTILINE)
+    # The ONNX export script (and a copy of the package for it) go to /tmp/export only, which the step that
+    # runs them deletes: the training package never ships, only the exported model files do.
+    build_only = [source for source, target in copies if target.startswith("/tmp/")]
+    shipped = [source for source, target in copies if not target.startswith("/tmp/")]
+    assert build_only == ["pyproject.toml", "training/cotwatch_training/onnx_export.py", "shared/cotwatch"]
+    assert shipped == ["shared/cotwatch", "functions/score_traces/app.py"]
+    assert "&& rm -rf /tmp/export" in dockerfile
+
+
+def test_the_onnx_export_script_needs_only_the_runtime_package() -> None:
+    # The image runs onnx_export.py with shared/cotwatch beside it and no cotwatch_training installed.
+    script = REPO / "training" / "cotwatch_training" / "onnx_export.py"
+    own = {m.split(".")[0] for m in imported_modules(script)}
+    assert "cotwatch_training" not in own
+    assert own & FORBIDDEN == set()
 
 
 def test_the_image_build_context_lets_in_only_what_the_dockerfile_copies() -> None:
@@ -146,7 +160,12 @@ def test_the_image_build_context_lets_in_only_what_the_dockerfile_copies() -> No
     ]
     assert lines[0] == "*"  # ignore everything, then let in
     let_in = [line[1:].rstrip("/") for line in lines if line.startswith("!")]
-    assert let_in == ["pyproject.toml", "shared/cotwatch", "functions/score_traces/app.py"]
+    assert let_in == [
+        "pyproject.toml",
+        "shared/cotwatch",
+        "training/cotwatch_training/onnx_export.py",
+        "functions/score_traces/app.py",
+    ]
 
 
 def test_the_layer_build_copies_only_the_runtime_package() -> None:
@@ -155,8 +174,8 @@ def test_the_layer_build_copies_only_the_runtime_package() -> None:
     assert copies == [("cotwatch", '"$(ARTIFACTS_DIR)/python/cotwatch"')]
 
 
-@pytest.mark.parametrize("extra", ["ml", "train", "local"])
-def test_the_image_installs_the_ml_extra_only(extra: str) -> None:
+@pytest.mark.parametrize("extra", ["ml", "onnx", "train", "local"])
+def test_the_image_installs_the_ml_and_onnx_extras_only(extra: str) -> None:
     dockerfile = (REPO / "functions" / "score_traces" / "Dockerfile").read_text(encoding="utf-8")
     installs = f"['optional-dependencies']['{extra}']" in dockerfile
-    assert installs is (extra == "ml")
+    assert installs is (extra in ("ml", "onnx"))

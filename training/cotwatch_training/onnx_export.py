@@ -20,6 +20,7 @@ import hashlib
 import importlib
 import json
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,3 +244,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--out", type=Path, default=None, help="folder (default: $COTWATCH_ONNX_DIR/<model>/<variant>)")
     p.add_argument("--force", action="store_true", help="export again even when the folder is up to date")
     p.set_defaults(func=run_export)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry: the scorer image runs this file with only the runtime package beside it."""
+    parser = argparse.ArgumentParser(prog="onnx_export")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["export-onnx", *(sys.argv[1:] if argv is None else argv)])
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
