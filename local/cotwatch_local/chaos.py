@@ -69,6 +69,7 @@ POISON_KINDS = (
     "not_utf8",
     "oversized",
     "schema_violation",
+    "missing_field",
     "unknown_schema_version",
     "tenant_mismatch",
     "forged_path_tenant",
@@ -144,7 +145,14 @@ def _dup(original: Planned) -> tuple[bytes | None, bytes, str]:
 
 
 def _poison(kind: str, i: int, tenants: tuple[str, str]) -> bytes:
-    base: dict[str, Any] = {"trace_id": f"poison-{i}", "model": "m0", "tenant": tenants[0], "text": BENIGN[0]}
+    # A valid chunk but for the one fault of its kind, so each kind meets the check meant for it.
+    base: dict[str, Any] = {
+        "trace_id": f"poison-{i}",
+        "seq": 0,
+        "model": "m0",
+        "tenant": tenants[0],
+        "text": BENIGN[0],
+    }
     if kind == "not_json":
         return b'{"trace_id": "poison'
     if kind == "too_deep":
@@ -155,6 +163,8 @@ def _poison(kind: str, i: int, tenants: tuple[str, str]) -> bytes:
         return json.dumps({**base, "text": "the mean of two numbers. " * 10_000}).encode()
     if kind == "schema_violation":
         return json.dumps({**base, "seq": "first"}).encode()
+    if kind == "missing_field":
+        return json.dumps({k: v for k, v in base.items() if k != "trace_id"}).encode()
     if kind == "unknown_schema_version":
         return json.dumps({**base, "schema_version": 99}).encode()
     if kind == "tenant_mismatch":
@@ -357,6 +367,9 @@ class Outcome:
     lost: int
     mismatched_alerts: int
     mismatched_counters: int
+    # Poison records whose dead letter is missing, at other coordinates, or of another reason or value than
+    # the fault-free run's (plus letters no poison record explains); reported on the line before the last.
+    misfiled_dead_letters: int = 0
 
     def line(self) -> str:
         return (
@@ -385,6 +398,8 @@ def fault_free(planned: list[Planned], topic: str, bindings: str) -> dict[str, A
         "alerts": {k: _alert_view(v) for k, v in alerts.items.items()},
         "counters": _fold(((k, n) for k, n in counters.counts.items())),
         "dead_letters": len(letters.letters),
+        # By input position (the fault-free offsets are positions): reason and digest of the value.
+        "letters": {letter.offset: (letter.reason, letter.value_sha256) for letter in letters.letters.values()},
     }
 
 
@@ -431,7 +446,7 @@ def run_chaos(n: int, *, partitions: int = 3, batch_size: int = 100, keep_state:
     try:
         with patched_environ(info.aws_env):
             create_kafka_topic(info.kafka_bootstrap_servers, topic, partitions)
-            _produce(info.kafka_bootstrap_servers, topic, planned)
+            coordinates = _produce(info.kafka_bootstrap_servers, topic, planned)
             print(f"chaos: produced {n} records to {topic}", flush=True)
             names = info.names
             worker = [
@@ -455,7 +470,7 @@ def run_chaos(n: int, *, partitions: int = 3, batch_size: int = 100, keep_state:
         if not keep_state:
             stack.down()
             moto.stop()
-    return _compare(planned, chaos_view, baseline)
+    return _compare(planned, chaos_view, baseline, coordinates)
 
 
 @dataclass
@@ -605,15 +620,27 @@ def _read_stack(names: Any, topic: str, tenants: tuple[str, str], counters: Any,
         for r in counters.hour("2026-12-07T12")
     ]  # fmt: skip
     s3 = boto3.client("s3")
-    letters = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=names.name("DataBucket"), Prefix=f"dead-letters/{topic}/"
-    ):
-        letters += len(page.get("Contents", []))
-    return {"alerts": alerts, "counters": _fold(cells), "dead_letters": letters}
+    letters: dict[tuple[int, int], tuple[str, str | None]] = {}
+    bucket = names.name("DataBucket")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"dead-letters/{topic}/"):
+        for obj in page.get("Contents", []):
+            letter = json.loads(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+            coordinates = (int(letter["partition"]), int(letter["offset"]))
+            if (
+                letter["topic"] != topic
+                or obj["Key"] != f"dead-letters/{topic}/{coordinates[0]}/{coordinates[1]:020d}.json"
+            ):
+                coordinates = (-1, len(letters))  # a letter filed under other coordinates than it names
+            letters[coordinates] = (str(letter["reason"]), letter.get("value_sha256"))
+    return {"alerts": alerts, "counters": _fold(cells), "dead_letters": len(letters), "letters": letters}
 
 
-def _compare(planned: list[Planned], chaos_view: dict[str, Any], baseline: dict[str, Any]) -> Outcome:
+def _compare(
+    planned: list[Planned],
+    chaos_view: dict[str, Any],
+    baseline: dict[str, Any],
+    coordinates: list[tuple[int, int]],
+) -> Outcome:
     kinds = Counter(p.kind for p in planned)
     scored = sum(n for (_, _, metric, _), n in chaos_view["counters"].items() if metric == "chunks")
     deduplicated = sum(n for (_, _, metric, _), n in chaos_view["counters"].items() if metric == "deduplicated")
@@ -626,6 +653,12 @@ def _compare(planned: list[Planned], chaos_view: dict[str, Any], baseline: dict[
     mismatched_counters = sum(cells_a.get(k) != cells_b.get(k) for k in set(cells_a) | set(cells_b))
     if dead != baseline["dead_letters"]:
         mismatched_counters += 1
+    # Every poison record's letter at its own coordinates, with the fault-free run's reason and value digest.
+    expected = {coordinates[i]: letter for i, letter in baseline["letters"].items()}
+    found = chaos_view["letters"]
+    misfiled = sum(found.get(c) != letter for c, letter in expected.items()) + len(set(found) - set(expected))
+    reasons = Counter(reason for reason, _ in found.values())
+    print(f"chaos: dead letters by reason {dict(sorted(reasons.items()))}; misfiled={misfiled}", flush=True)
     print(f"chaos: planned {dict(kinds)}; fault-free alerts={len(alerts_b)} chaos alerts={len(alerts_a)}", flush=True)
     return Outcome(
         n=n,
@@ -636,18 +669,21 @@ def _compare(planned: list[Planned], chaos_view: dict[str, Any], baseline: dict[
         lost=max(0, n - accounted),
         mismatched_alerts=mismatched_alerts,
         mismatched_counters=mismatched_counters,
+        misfiled_dead_letters=misfiled,
     )
 
 
-def _produce(bootstrap: str, topic: str, planned: list[Planned]) -> None:
+def _produce(bootstrap: str, topic: str, planned: list[Planned]) -> list[tuple[int, int]]:
+    """Send every record; returns each one's (partition, offset), where its dead letter must be filed."""
     from kafka import KafkaProducer
 
     # The settings the producer library documents: acks=all, idempotence, key = trace id.
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=20)
-    for p in planned:
-        producer.send(topic, key=p.key, value=p.value)
+    sent = [producer.send(topic, key=p.key, value=p.value) for p in planned]
     producer.flush(timeout=120)
+    coordinates = [(int(m.partition), int(m.offset)) for m in (f.get(timeout=60) for f in sent)]
     producer.close()
+    return coordinates
 
 
 def _free_port() -> int:
@@ -688,7 +724,14 @@ def main(argv: list[str] | None = None) -> int:
         return serve_moto(args.port)
     outcome = run_chaos(args.n if args.cmd == "run" else 10_000, batch_size=getattr(args, "batch_size", 100))
     print(outcome.line(), flush=True)
-    clean = outcome.duplicates == outcome.lost == outcome.mismatched_alerts == outcome.mismatched_counters == 0
+    clean = (
+        outcome.duplicates
+        == outcome.lost
+        == outcome.mismatched_alerts
+        == outcome.mismatched_counters
+        == outcome.misfiled_dead_letters
+        == 0
+    )
     return 0 if clean else 1
 
 

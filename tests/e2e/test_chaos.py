@@ -29,6 +29,8 @@ def test_small_chaos_run_loses_nothing_and_counts_nothing_twice() -> None:
     assert (outcome.duplicates, outcome.lost) == (0, 0)
     assert (outcome.mismatched_alerts, outcome.mismatched_counters) == (0, 0)
     assert outcome.dead_lettered > 0 and outcome.deduplicated > 0
+    # And every poison record's dead letter is at its own coordinates with the fault-free run's reason
+    assert outcome.misfiled_dead_letters == 0
 
 
 def test_one_poller_drains_the_topic_across_a_broker_restart(tmp_path: Path) -> None:
