@@ -115,3 +115,38 @@ def test_missing_pool_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFix
 def test_read_written_validates_rows(tmp_path: Path) -> None:
     (tmp_path / "w.jsonl").write_text(json.dumps({"text": "x", "label": "benign", "source": "cotwatch-w"}) + "\n\n")
     assert [r.source for r in fcv.read_written(tmp_path)] == ["cotwatch-w"]
+
+
+def test_no_train_summarises_only_the_folds_already_scored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a pool of four sources (two folds) and a saved fold 0 only; shipped scores come from a fake
+    pool = tmp_path / "pool"
+    (pool / "train").mkdir(parents=True)
+    rows = [
+        {"text": "a-b", "label": "benign", "source": "a"},
+        {"text": "a-u", "label": "unsafe", "category": "cyber", "source": "a"},
+        {"text": "b-b", "label": "benign", "source": "b"},
+        {"text": "b-u", "label": "unsafe", "category": "cyber", "source": "b"},
+    ]
+    (pool / "train" / "t.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:2]) + "\n")
+    (pool / "dev.jsonl").write_text("\n".join(json.dumps(r) for r in rows[2:]) + "\n")
+    shipped = {"a-b": 0.1, "a-u": 0.9, "b-b": 0.2, "b-u": 0.8}
+    monkeypatch.setattr(fcv, "_shipped_scores", lambda _pool, texts, _cache=None: np.array([shipped[t] for t in texts]))
+    folds = fcv.assign_folds({"a": 2, "b": 2}, 2)
+    held_a = folds["a"]
+    run_dir = tmp_path / "out" / "r"
+    run_dir.mkdir(parents=True)
+    (run_dir / f"fold{held_a}.json").write_text(json.dumps({"thr": 0.0, "scores": [-1.0, 2.0]}))
+    # When summarised without training
+    code = fcv.main(
+        ["--run", "r", "--pool", str(pool), "--out-root", str(tmp_path / "out"), "--no-train", "--folds", "2"]
+    )
+    # Then only source a's rows are reported, for both scorers, and the scored folds are recorded
+    saved = json.loads((run_dir / "results.json").read_text())
+    assert code == 0
+    assert saved["folds_scored"] == [held_a]
+    assert set(saved["results"]["finetuned"]["sources"]) == {"a"}
+    assert saved["results"]["finetuned"]["auroc"] == 1.0
+    assert set(saved["results"]["shipped"]["sources"]) == {"a"}
+    assert "| a (" in capsys.readouterr().out

@@ -72,11 +72,11 @@ BENIGN_TOPIC: dict[str, str] = {
 
 
 class FoldConfig(BaseModel):
-    steps: int = 300
+    steps: int = 120
     batch_size: int = 32
     lr: float = 5e-5
     warmup: int = 30
-    max_seq_length: int = 96
+    max_seq_length: int = 64
     seed: int = 0
 
 
@@ -304,8 +304,11 @@ def _score(model: Any, head: Any, texts: Sequence[str]) -> F64:
     return np.array([logits[a:b].max() for a, b in spans])
 
 
-def _shipped_scores(pool: str, texts: Sequence[str]) -> F64:
-    """The shipped monitor, built and cached exactly as ``cotwatch eval --cv source --pool`` does."""
+def _shipped_scores(pool: str, texts: Sequence[str], cache_file: str | None = None) -> F64:
+    """The shipped monitor, built and cached exactly as ``cotwatch eval --cv source --pool`` does.
+
+    ``cache_file`` pins an earlier score cache of that command (its fingerprint changes with any edit to the
+    detection package, and a re-score of the evaluation rows is ~12 minutes here); misses are scored."""
     from cotwatch_training import commands
     from cotwatch_training.crossval import ScoreCache, default_cache_dir, score_rows, scorer_fingerprint
 
@@ -314,7 +317,10 @@ def _shipped_scores(pool: str, texts: Sequence[str]) -> F64:
     ns = parser.parse_args(["eval", "--cv", "source", "--pool", pool])
     embedder = commands._embedder(ns)
     monitor = commands._MonitorFactory(ns, embedder)()
-    cache = ScoreCache(default_cache_dir(), scorer_fingerprint(ns, monitor, embedder.name))
+    if cache_file:
+        cache = ScoreCache(Path(cache_file).parent, Path(cache_file).stem)
+    else:
+        cache = ScoreCache(default_cache_dir(), scorer_fingerprint(ns, monitor, embedder.name))
     return np.array([s.score for s in score_rows(monitor, texts, cache, progress=True)])
 
 
@@ -336,12 +342,26 @@ def run(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"{len(erows)} eval rows of {len(pool)}; folds {dict(sorted(folds.items()))}", flush=True)
 
-    shipped = _shipped_scores(args.pool, [r.text for r in erows])
+    shipped = _shipped_scores(args.pool, [r.text for r in erows], args.shipped_cache)
     ft = np.zeros(len(erows))
     ft_margin, sh_margin = np.zeros(len(erows)), np.zeros(len(erows))
-    rng = random.Random(args.seed)
+    done = np.zeros(len(erows), dtype=bool)
     for k in range(args.folds):
         t0 = time.perf_counter()
+        held = [j for j, r in enumerate(erows) if folds[r.source] == k]
+        train_benign = np.array([folds[r.source] != k and r.label == "benign" for r in erows])
+        sh_thr = fit_threshold(shipped[train_benign], args.target_fpr)
+        sh_margin[held] = shipped[held] - sh_thr
+        fold_file = out_dir / f"fold{k}.json"
+        if fold_file.exists():  # resume: a fold is saved as soon as it is scored
+            saved_fold = json.loads(fold_file.read_text(encoding="utf-8"))
+            ft[held], thr = np.array(saved_fold["scores"]), float(saved_fold["thr"])
+            ft_margin[held] = ft[held] - thr
+            done[held] = True
+            continue
+        if args.no_train:
+            continue
+        rng = random.Random(args.seed * 1000 + k)
         train_rows = [r for r in pool if folds[r.source] != k] + written
         # one (row, window) item per window; a row's draw mass is split over its windows
         texts: list[str] = []
@@ -367,25 +387,30 @@ def run(args: argparse.Namespace) -> int:
             for x in (by_src[s] if len(by_src[s]) <= args.calib_cap else rng.sample(by_src[s], args.calib_cap))
         ]
         thr = fit_threshold(_score(model, head, [r.text for r in calib]), args.target_fpr)
-        held = [j for j, r in enumerate(erows) if folds[r.source] == k]
         ft[held] = _score(model, head, [erows[j].text for j in held])
         ft_margin[held] = ft[held] - thr
-        train_benign = np.array([folds[r.source] != k and r.label == "benign" for r in erows])
-        sh_thr = fit_threshold(shipped[train_benign], args.target_fpr)
-        sh_margin[held] = shipped[held] - sh_thr
+        done[held] = True
+        fold_file.write_text(json.dumps({"thr": thr, "scores": ft[held].tolist()}), encoding="utf-8")
         print(
             f"fold {k}: {len(held)} held-out rows, thr {thr:.3f} (shipped {sh_thr:.3f}), "
             f"{time.perf_counter() - t0:.0f}s",
             flush=True,
         )
+    if not done.any():
+        print("finetune_cv: no fold scored yet", file=sys.stderr)
+        return 2
+    # Only rows of scored folds count (all of them once the run is complete), for both scorers alike.
+    keep = np.flatnonzero(done)
+    krows = [erows[j] for j in keep]
     results = {
-        "finetuned": summarise(erows, ft_margin, args.bootstrap, args.seed),
-        "shipped": summarise(erows, sh_margin, args.bootstrap, args.seed),
+        "finetuned": summarise(krows, ft_margin[keep], args.bootstrap, args.seed),
+        "shipped": summarise(krows, sh_margin[keep], args.bootstrap, args.seed),
     }
     saved_out = {
         "config": cfg.model_dump(),
         "args": {k: v for k, v in vars(args).items() if k != "func"},
         "folds": folds,
+        "folds_scored": sorted({folds[r.source] for r in krows}),
         "results": results,
     }
     (out_dir / "results.json").write_text(json.dumps(saved_out, indent=1), encoding="utf-8")
@@ -411,14 +436,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--report", action="store_true", help="re-print the tables of a finished run")
     p.add_argument("--folds", type=int, default=4)
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=120)
     p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--max-seq-length", type=int, default=96)
+    p.add_argument("--max-seq-length", type=int, default=64)
     p.add_argument("--eval-cap", type=int, default=150, help="rows per (source, label) scored")
     p.add_argument("--calib-cap", type=int, default=60, help="benign rows per training source for the threshold")
     p.add_argument("--target-fpr", type=float, default=0.01)
     p.add_argument("--bootstrap", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shipped-cache", default=None, help="score cache JSONL of `cotwatch eval --cv source` to reuse")
+    p.add_argument("--no-train", action="store_true", help="summarise the folds already scored, train nothing")
     p.add_argument("--no-written", dest="written", action="store_false", help="pool rows only")
     args = p.parse_args(argv)
     if not args.report and not Path(args.pool).is_dir():
