@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from cotwatch.alerts import Alert, Verdict
 from cotwatch.detection.models import TraceState
+from cotwatch.patterns import ChunkPatterns, EmbeddingSummary
 from cotwatch.redaction import redact_dead_letter_fields
 
 
@@ -131,10 +132,15 @@ class ChunkIdentity(BaseModel):
 
 class CounterStore(Protocol):
     def apply_once(
-        self, marker: str, increments: Mapping[CounterKey, int], identity: ChunkIdentity | None = None
+        self,
+        marker: str,
+        increments: Mapping[CounterKey, int],
+        identity: ChunkIdentity | None = None,
+        embedding: EmbeddingSummary | None = None,
     ) -> bool:
-        """Write the processed marker, the chunk identity (if given) and all increments in one transaction;
-        False (and nothing written) if the marker or the identity is already there."""
+        """Write the processed marker, the chunk identity (if given), all increments and the chunk's embedding
+        summary (added to its (tenant, model, hour) summary) in one transaction; False (and nothing written) if
+        the marker or the identity is already there."""
         ...
 
     def identities(self, keys: Iterable[str]) -> dict[str, str]:
@@ -206,6 +212,12 @@ class DeadLetter(BaseModel):
             raw_text_withheld=True,
             key_sha256=None if key is None else "sha256:" + hashlib.sha256(key).hexdigest(),
         )
+
+
+class PatternSink(Protocol):
+    def write(self, patterns: ChunkPatterns) -> str:
+        """Store a chunk's suspicious windows (idempotently: same effect id, same location); return where."""
+        ...
 
 
 class DeadLetterSink(Protocol):

@@ -9,6 +9,7 @@ from botocore.exceptions import ClientError
 from cotwatch.adapters.memory import MemoryCounterStore, MemoryPublisher, MemoryTraceStateStore
 from cotwatch.alerts import Alert
 from cotwatch.detection.models import TraceState
+from cotwatch.patterns import EmbeddingSummary
 from cotwatch.ports import AlertWrite, ChunkIdentity, CounterKey, DeadLetter
 
 
@@ -37,11 +38,15 @@ class ThrottledCounterStore(MemoryCounterStore):
         self.throttled_markers = throttled_markers
 
     def apply_once(
-        self, marker: str, increments: Mapping[CounterKey, int], identity: ChunkIdentity | None = None
+        self,
+        marker: str,
+        increments: Mapping[CounterKey, int],
+        identity: ChunkIdentity | None = None,
+        embedding: EmbeddingSummary | None = None,
     ) -> bool:
         if marker in self.throttled_markers:
             raise client_error("ProvisionedThroughputExceededException", "TransactWriteItems")
-        return super().apply_once(marker, increments, identity)
+        return super().apply_once(marker, increments, identity, embedding)
 
 
 class FailingDeadLetterSink:

@@ -24,6 +24,7 @@ from cotwatch.alerts import Alert, AlertStatus, AuditEntry, Verdict, new_alert_i
 from cotwatch.contract import alert_message, digest_message
 from cotwatch.cooldown import DueWindow, digest_for, digest_of
 from cotwatch.detection.models import TraceState
+from cotwatch.patterns import PART_DIMS, ChunkPatterns, EmbeddingSummary
 from cotwatch.ports import AlertWrite, ChunkIdentity, CooldownDecision, CounterKey, DeadLetter, Digest, StoredAlert
 from cotwatch.tracking import last_verdict, triage_increments
 
@@ -448,11 +449,16 @@ class DynamoCounterStore:
         self._ttl_s = ttl_days * 86400
 
     def apply_once(
-        self, marker: str, increments: Mapping[CounterKey, int], identity: ChunkIdentity | None = None
+        self,
+        marker: str,
+        increments: Mapping[CounterKey, int],
+        identity: ChunkIdentity | None = None,
+        embedding: EmbeddingSummary | None = None,
     ) -> bool:
         claims = 1 if identity is None else 2
-        if len(increments) + claims > MAX_TRANSACTION_ITEMS:
-            raise ValueError(f"{len(increments)} counters exceed one DynamoDB transaction")
+        parts = embedding_parts(self._name, embedding, int(time.time()) + self._ttl_s) if embedding else []
+        if len(increments) + claims + len(parts) > MAX_TRANSACTION_ITEMS:
+            raise ValueError(f"{len(increments)} counters and {len(parts)} embedding parts exceed one transaction")
         expires = int(time.time()) + self._ttl_s
         items: list[TransactWriteItemTypeDef] = [
             {
@@ -475,6 +481,7 @@ class DynamoCounterStore:
                 }
             )
         items.extend(counter_update(self._name, key, amount, expires) for key, amount in increments.items())
+        items.extend(parts)
         try:
             self._client.transact_write_items(TransactItems=items)
             return True
@@ -515,6 +522,40 @@ class DynamoCounterStore:
             ConsistentRead=True,
         ).get("Item")
         return item is not None
+
+    def embedding_hour(self, hour: str) -> list[EmbeddingSummary]:
+        """The (tenant, model) embedding summaries of one UTC hour, reassembled from their parts."""
+        parts: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+        kwargs: dict[str, Any] = {
+            "TableName": self._name,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": _attributes({":pk": f"{EMBEDDING_PREFIX}{hour}"}),
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._client.query(**kwargs)
+            for raw in page.get("Items", []):
+                item = {name: DESERIALIZER.deserialize(value) for name, value in raw.items()}
+                parts.setdefault((str(item["tenant"]), str(item["model"])), {})[int(item["part"])] = item
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        out: list[EmbeddingSummary] = []
+        for (tenant, model), by_part in sorted(parts.items()):
+            dims = int(by_part[0]["dims"])
+            sums = [int(by_part[j // PART_DIMS].get(f"s{j:03d}", 0)) for j in range(dims)]
+            squares = [int(by_part[j // PART_DIMS].get(f"q{j:03d}", 0)) for j in range(dims)]
+            out.append(
+                EmbeddingSummary(
+                    hour=hour,
+                    tenant=tenant,
+                    model=model,
+                    windows=int(by_part[0]["n"]),
+                    sums=tuple(sums),
+                    squares=tuple(squares),
+                )
+            )
+        return out
 
     def hour(self, hour: str) -> list[dict[str, Any]]:
         """All counter cells of one UTC hour (the roll-up reads these)."""
@@ -558,8 +599,60 @@ def counter_update(table: str, key: CounterKey, amount: int, expires: int) -> Tr
     }
 
 
+EMBEDDING_PREFIX = "embedding#"  # embedding summaries' partition keys in the counters table (pk = embedding#hour)
+
+
+def embedding_parts(table: str, summary: EmbeddingSummary, expires: int) -> list[TransactWriteItemTypeDef]:
+    """Transaction items adding a chunk's embedding summary to its (tenant, model, hour) summary: one item per
+    ``PART_DIMS`` dimensions (``sNNN`` sums, ``qNNN`` sums of squares, ``n`` windows), integers added with ADD."""
+    items: list[TransactWriteItemTypeDef] = []
+    for part, start in enumerate(range(0, summary.dims, PART_DIMS)):
+        dims = range(start, min(start + PART_DIMS, summary.dims))
+        adds = ["n :n"] + [f"s{j:03d} :s{j:03d}" for j in dims] + [f"q{j:03d} :q{j:03d}" for j in dims]
+        values: dict[str, Any] = {":n": summary.windows, ":t": summary.tenant, ":m": summary.model, ":e": expires}
+        values |= {f":s{j:03d}": summary.sums[j] for j in dims} | {f":q{j:03d}": summary.squares[j] for j in dims}
+        values |= {":d": summary.dims, ":p": part}
+        items.append(
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": _attributes(
+                        {
+                            "pk": f"{EMBEDDING_PREFIX}{summary.hour}",
+                            "sk": f"{summary.tenant}#{summary.model}#{part:03d}",
+                        }
+                    ),
+                    "UpdateExpression": "ADD "
+                    + ", ".join(adds)
+                    + " SET tenant = :t, model = :m, dims = :d, part = :p, expires_at = :e",
+                    "ExpressionAttributeValues": _attributes(values),
+                }
+            }
+        )
+    return items
+
+
 def counter_sort_key(key: CounterKey) -> str:
     return f"{key.tenant}#{key.model}#{key.metric}#{key.category}"
+
+
+class S3PatternSink:
+    """A chunk's suspicious windows as one JSON object, keyed by a digest of the record's effect id (rewritten
+    whole on redelivery): ``<prefix>windows/dt=YYYY-MM-DD/hh=HH/<digest>.json``."""
+
+    def __init__(self, bucket: str, prefix: str = "patterns/", s3: S3Client | None = None) -> None:
+        self._bucket = bucket
+        self._prefix = prefix
+        self._s3 = s3 or s3_client()
+
+    def write(self, patterns: ChunkPatterns) -> str:
+        day, hh = patterns.hour.split("T")
+        digest = hashlib.sha256(patterns.effect_id.encode()).hexdigest()[:32]
+        key = f"{self._prefix}windows/dt={day}/hh={hh}/{digest}.json"
+        self._s3.put_object(
+            Bucket=self._bucket, Key=key, Body=patterns.model_dump_json().encode(), ContentType="application/json"
+        )
+        return f"s3://{self._bucket}/{key}"
 
 
 class S3DeadLetterSink:

@@ -11,6 +11,7 @@ from typing import Any
 from cotwatch.alerts import Alert, AlertStatus, Verdict, new_alert_item, plan_triage, plan_update
 from cotwatch.cooldown import DueWindow, digest_for, digest_of
 from cotwatch.detection.models import TraceState
+from cotwatch.patterns import ChunkPatterns, EmbeddingSummary, combine
 from cotwatch.ports import AlertWrite, ChunkIdentity, CooldownDecision, CounterKey, DeadLetter, Digest, StoredAlert
 from cotwatch.tracking import last_verdict, triage_increments
 
@@ -147,9 +148,14 @@ class MemoryCounterStore:
         self.markers: set[str] = set()
         self.identity_claims: dict[str, str] = {}
         self.counts: Counter[CounterKey] = Counter()
+        self.embeddings: dict[tuple[str, str, str], EmbeddingSummary] = {}  # (hour, tenant, model)
 
     def apply_once(
-        self, marker: str, increments: Mapping[CounterKey, int], identity: ChunkIdentity | None = None
+        self,
+        marker: str,
+        increments: Mapping[CounterKey, int],
+        identity: ChunkIdentity | None = None,
+        embedding: EmbeddingSummary | None = None,
     ) -> bool:
         if marker in self.markers or (identity is not None and identity.key in self.identity_claims):
             return False
@@ -157,13 +163,33 @@ class MemoryCounterStore:
         if identity is not None:
             self.identity_claims[identity.key] = identity.fingerprint
         self.counts.update(increments)
+        if embedding is not None:
+            key = (embedding.hour, embedding.tenant, embedding.model)
+            old = self.embeddings.get(key)
+            self.embeddings[key] = embedding if old is None else (combine([old, embedding], key[0], key[1]) or old)
         return True
+
+    def hour(self, hour: str) -> list[dict[str, Any]]:
+        """As ``DynamoCounterStore.hour``: the hour's cells as roll-up rows."""
+        return [{**k.model_dump(), "count": n} for k, n in self.counts.items() if k.hour == hour]
+
+    def embedding_hour(self, hour: str) -> list[EmbeddingSummary]:
+        return [s for (h, _, _), s in sorted(self.embeddings.items()) if h == hour]
 
     def identities(self, keys: Iterable[str]) -> dict[str, str]:
         return {k: self.identity_claims[k] for k in keys if k in self.identity_claims}
 
     def applied(self, marker: str) -> bool:
         return marker in self.markers
+
+
+class MemoryPatternSink:
+    def __init__(self) -> None:
+        self.chunks: dict[str, ChunkPatterns] = {}
+
+    def write(self, patterns: ChunkPatterns) -> str:
+        self.chunks[patterns.effect_id] = patterns  # rewritten whole on redelivery, as the S3 object is
+        return f"memory://patterns/{patterns.effect_id}"
 
 
 class MemoryDeadLetterSink:
