@@ -4,7 +4,8 @@
 
 Windows are the scorer's own (``cut_windows`` of every dev text). Each round encodes all of them with each
 backend in turn (torch, onnx, onnx-int8), so load from other processes falls on every backend alike; the
-figure per backend is its median over rounds, and the ratios are what count on a shared machine. Needs the
+figure per backend is its median over rounds, and the ratios are what count on a shared machine. Cold start
+(import, load, first encode) and peak RSS come from a fresh interpreter per backend. Needs the
 exports (`cotwatch export-onnx`, `cotwatch export-onnx --quantize int8`).
 """
 
@@ -14,6 +15,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,19 +42,43 @@ def throughput(embedder: Embedder, windows: list[str]) -> float:
     return len(windows) / (time.perf_counter() - start)
 
 
+# A fresh interpreter per backend: imports, model load and the first encode, as a Lambda cold start pays them.
+_COLD = """
+import json, resource, sys, time
+start = time.perf_counter()
+from cotwatch.detection.embedding import build_embedder
+build_embedder(sys.argv[1]).encode(["the first window of a trace"])
+print(json.dumps({"cold_start_s": round(time.perf_counter() - start, 3), "torch_imported": "torch" in sys.modules,
+                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+"""
+
+
+def cold_start(backend: str) -> dict[str, object]:
+    out = subprocess.run([sys.executable, "-c", _COLD, backend], capture_output=True, text=True, check=True)
+    figures: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/dev.jsonl"))
     parser.add_argument("--windows", type=int, default=512, help="windows per round (the first N)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--threads", type=int, default=None, help="compute threads per backend (default: each one's)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     windows = load_windows(args.data, args.windows)
-    result: dict[str, object] = {"windows": len(windows), "rounds": args.rounds, "cpus": os.cpu_count()}
+    result: dict[str, object] = {
+        "windows": len(windows),
+        "rounds": args.rounds,
+        "cpus": os.cpu_count(),
+        "threads": args.threads or "default",
+    }
+    result["cold_start"] = {b: cold_start(b) for b in BACKENDS}
     for batch_size in args.batch_sizes:
-        embedders = {b: build_embedder(b, DEFAULT_MODEL, batch_size=batch_size) for b in BACKENDS}
+        embedders = {b: build_embedder(b, DEFAULT_MODEL, batch_size=batch_size, threads=args.threads) for b in BACKENDS}
         vectors = {b: e.encode(windows) for b, e in embedders.items()}  # also the warm-up
         rates: dict[str, list[float]] = {b: [] for b in BACKENDS}
         for _ in range(args.rounds):

@@ -111,7 +111,13 @@ class OnnxEmbedder:
     """
 
     def __init__(
-        self, folder: str | Path, *, spec: str = DEFAULT_MODEL, backend: str = "onnx", batch_size: int = 64
+        self,
+        folder: str | Path,
+        *,
+        spec: str = DEFAULT_MODEL,
+        backend: str = "onnx",
+        batch_size: int = 64,
+        threads: int | None = None,
     ) -> None:
         folder = Path(folder)
         manifest_path = folder / ONNX_MANIFEST
@@ -135,6 +141,8 @@ class OnnxEmbedder:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Busy-waiting worker threads only pay off on idle cores; Lambda's and a shared machine's are not.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:  # default: one per physical core (the benchmark pins it to compare backends per thread)
+            options.intra_op_num_threads = threads
         self._session = ort.InferenceSession(str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"])
         self._inputs = {i.name for i in self._session.get_inputs()}
         tokenizer: Any = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
@@ -177,15 +185,23 @@ class OnnxEmbedder:
 
 
 def build_embedder(
-    backend: str = "torch", model: str = DEFAULT_MODEL, *, onnx_path: str | Path | None = None, batch_size: int = 64
+    backend: str = "torch",
+    model: str = DEFAULT_MODEL,
+    *,
+    onnx_path: str | Path | None = None,
+    batch_size: int = 64,
+    threads: int | None = None,
 ) -> Embedder:
     """The encoder for a configured backend: ``torch``, or ``onnx``/``onnx-int8`` from ``onnx_path`` (default:
-    the export cache, :func:`default_onnx_dir`). A missing export is an error, never a quiet fall back to torch."""
+    the export cache, :func:`default_onnx_dir`). A missing export is an error, never a quiet fall back to torch.
+    ``threads`` caps the compute threads (torch's are per process); None keeps each library's default."""
     if backend == "torch":
+        if threads:
+            importlib.import_module("torch").set_num_threads(threads)
         return SentenceTransformerEmbedder(model, backend="torch", batch_size=batch_size)
     if backend in ONNX_VARIANTS:
         folder = Path(onnx_path) if onnx_path else default_onnx_dir(model, backend)
-        return OnnxEmbedder(folder, spec=model, backend=backend, batch_size=batch_size)
+        return OnnxEmbedder(folder, spec=model, backend=backend, batch_size=batch_size, threads=threads)
     raise ValueError(f"embedding backend {backend!r} is not one of {', '.join(BACKENDS)}")
 
 
