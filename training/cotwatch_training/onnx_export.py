@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
+import importlib.metadata
 import json
 import shutil
 import sys
@@ -163,7 +164,8 @@ def _quantize_int8(fp32: Path, target: Path) -> None:
 
 
 def _recipe() -> dict[str, object]:
-    versions = {m: importlib.import_module(m).__version__ for m in ("torch", "transformers", "onnx", "onnxruntime")}
+    # Installed versions from package metadata: checking an export that is up to date imports no torch.
+    versions = {m: importlib.metadata.version(m) for m in ("torch", "transformers", "onnx", "onnxruntime")}
     return {"recipe": RECIPE, "opset": OPSET, **versions}
 
 
