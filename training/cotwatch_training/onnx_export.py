@@ -42,7 +42,7 @@ from cotwatch.detection.embedding import (
 OPSET = 17
 RECIPE = 1  # bump when the export or quantisation steps change, so cached exports are rebuilt
 # Minimum cosine to the torch vectors on CHECK_TEXTS: a broken export lands far below. fp32 is the same
-# arithmetic; int8 loses most on one-word texts ("ok": 0.969), windows stay above 0.99 (tests/model).
+# arithmetic; int8 loses most on one-word texts ("ok": 0.969); on dev windows its mean is 0.994, min 0.987.
 MIN_COSINE = {"fp32": 0.9999, "int8": 0.95}
 CHECK_TEXTS = (
     "The user wants the synthesis route, so I will list the precursors and the reaction conditions.",
