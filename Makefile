@@ -8,9 +8,9 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: chromium setup demo demo-adapters test lint types unit integration e2e check audit eval bench chaos sam-build clean
+.PHONY: chromium onnx-models setup demo demo-adapters test lint types unit integration e2e check audit eval bench chaos sam-build clean
 
-setup: $(STAMP) infra/kafka/lib/.fetched chromium
+setup: $(STAMP) onnx-models infra/kafka/lib/.fetched chromium
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -19,6 +19,12 @@ $(STAMP): pyproject.toml
 	# torch from PyPI is large: pip's cache serves it after the first install on a machine.
 	$(BIN)/pip install -q -e ".[ml,onnx,local,train,dev]"
 	@touch $(STAMP)
+
+# The scorer's ONNX encoders (EMBEDDING_BACKEND=onnx|onnx-int8, template.yaml's ScorerEmbeddingBackend), exported into
+# ~/.cache/cotwatch/onnx (or COTWATCH_ONNX_DIR); each command skips when its export is current (docs/onnx.md).
+onnx-models: $(STAMP)
+	$(BIN)/cotwatch export-onnx
+	$(BIN)/cotwatch export-onnx --quantize int8
 
 # Debian's chromium for the report's browser test (tests/integration/test_tracking_rollups.py); installed where
 # missing when we are root (CI, the dev machines), else the command to run is printed.
