@@ -26,10 +26,11 @@ from cotwatch import stages
 from cotwatch.alerts import Alert
 from cotwatch.decoding import MAX_RECORD_BYTES, PayloadError, load_json
 from cotwatch.detection.models import ChunkAssessment, TraceState
-from cotwatch.detection.monitor import TraceMonitor
+from cotwatch.detection.monitor import ChunkResult, TraceMonitor
 from cotwatch.detection.windowing import cut_windows
 from cotwatch.kafka_event import KafkaBatch, KafkaRecord
 from cotwatch.otlp import OtlpDecodeError, decode_otlp, select_encoding
+from cotwatch.patterns import ChunkPatterns, summarise, suspicious_windows
 from cotwatch.ports import (
     AlertPublisher,
     AlertStore,
@@ -39,6 +40,7 @@ from cotwatch.ports import (
     CounterStore,
     DeadLetter,
     DeadLetterSink,
+    PatternSink,
     TraceStateStore,
 )
 from cotwatch.tenancy import ANY_TENANT, TenantBinding
@@ -80,6 +82,7 @@ class RecordReport:
     state: TraceState | None = None  # the trace's state after this chunk (None: already covered)
     prior_peak: dict[str, float] = field(default_factory=dict)  # the trace's peaks before this chunk
     prior_state: TraceState | None = None  # the trace's state before this chunk: what its counters derive from
+    result: ChunkResult | None = None  # the monitor's answer, with the windows' embeddings (emerging patterns)
     outcome: Outcome | None = None
     duplicate_of: RecordReport | None = None  # an earlier record of this batch carrying the same chunk
     alerts_created: int = 0
@@ -272,8 +275,11 @@ class ScoreTraces:
         tenants: TenantBinding | None = None,
         limits: Limits | None = None,
         no_raw_text_tenants: frozenset[str] = frozenset(),
+        patterns: PatternSink | None = None,
     ) -> None:
+        """``patterns``: where suspicious windows no category passes go (None: not kept)."""
         self._monitor = monitor
+        self._patterns = patterns
         self._alerts = alerts
         self._publisher = publisher
         self._states = states
@@ -424,6 +430,7 @@ class ScoreTraces:
             state = with_alerts(result.state, before, result.assessment)
             running[chunk.trace_key] = state
             report.assessment = result.assessment
+            report.result = result
             report.state = state
         for report, chunk in replayed:
             if self._counters.applied(report.effect_id):
@@ -433,6 +440,7 @@ class ScoreTraces:
             alone = TraceState(trace_key=chunk.trace_key, last_seq=-1, refusal_seen=stored.refusal_seen)
             [result] = self._monitor.assess_batch([chunk], {chunk.trace_key: alone})
             report.assessment = result.assessment
+            report.result = result
             report.prior_peak = dict(stored.peak)  # the trace was counted as flagged when it first crossed
             report.prior_state = stored
 
@@ -454,10 +462,23 @@ class ScoreTraces:
                 report.notifications += 1
         # Counters before state: a retry after a crash in between still derives the same increments.
         claim = ChunkIdentity(key=identity_key(chunk), fingerprint=f"{content_hash(chunk)}@{report.effect_id}")
+        result = report.result
+        if result is not None and self._patterns is not None:  # before the counters, like every other effect
+            windows = suspicious_windows(
+                chunk,
+                result.windows,
+                result.embeddings,
+                result.window_scores,
+                self._monitor.categories,
+                hashed=chunk.tenant in self._monitor.hashed_tenants,
+            )
+            if windows:
+                self._patterns.write(ChunkPatterns(effect_id=report.effect_id, hour=windows[0].hour, windows=windows))
         report.counted = self._counters.apply_once(
             report.effect_id,
             chunk_increments(chunk, report.assessment, report.prior_state, self._count_tokens),
             claim,
+            embedding=summarise(chunk, result.embeddings) if result is not None else None,
         )
         if report.state is not None:  # None for a redelivered chunk the stored state already covers
             self._states.put(report.state)

@@ -10,6 +10,7 @@ from cotwatch.adapters.aws import (
     DynamoCounterStore,
     DynamoTraceStateStore,
     S3DeadLetterSink,
+    S3PatternSink,
     SnsAlertPublisher,
 )
 from cotwatch.config import AlertsApiSettings, RollupSettings, ScorerSettings
@@ -51,6 +52,7 @@ def build_score_traces(settings: ScorerSettings, *, dead_letters: DeadLetterSink
         tenants=TenantBinding(settings.tenant_bindings),
         limits=scorer_limits(settings),
         no_raw_text_tenants=settings.no_raw_text_tenants,
+        patterns=S3PatternSink(settings.data_bucket),
     )
 
 

@@ -147,7 +147,7 @@ def test_the_scorer_gets_exactly_what_its_adapters_call(deploy: Callable[..., De
         "dynamodb:UpdateItem": {f"{TABLE}-alerts", f"{TABLE}-counters"},
         "dynamodb:BatchGetItem": {f"{TABLE}-trace-state"},
         # dead letters, and the batches the event source discards (Lambda picks keys under aws/lambda/)
-        "s3:PutObject": {f"{BUCKET}/dead-letters/*", f"{BUCKET}/aws/lambda/*"},
+        "s3:PutObject": {f"{BUCKET}/dead-letters/*", f"{BUCKET}/patterns/windows/*", f"{BUCKET}/aws/lambda/*"},
         "s3:ListBucket": {BUCKET},
         "sns:Publish": {ALERTS_TOPIC},
         "kms:Decrypt": {stack.key_arn},

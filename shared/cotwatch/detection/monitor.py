@@ -75,6 +75,11 @@ class TraceMonitor:
         return self._scorer.version
 
     @property
+    def hashed_tenants(self) -> frozenset[str]:
+        """Tenants whose stored windows hold no text (their sha256 instead)."""
+        return self._hashed_tenants
+
+    @property
     def categories(self) -> list[str]:
         return self._scorer.categories
 
