@@ -429,7 +429,7 @@ def latency(chunks: Sequence[TraceChunk], *, rate: float, seconds: float, batch_
             "latency_p95_s": _quantile(samples, 0.95) if samples else None,
             "latency_samples": len(samples),
             "latency_alerts_missing": len(wanted) - len(samples),
-            "latency_rate_chunks_per_s": rate,
+            "latency_rate_chunks_per_s": round(rate, 3),
             "latency_batching_window_ms": config.batching_window_ms,
         }
     finally:
@@ -541,7 +541,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     )
     if not args.no_latency:
         result.update(
-            latency(workload.chunks, rate=args.latency_rate, seconds=args.latency_s, batch_size=args.batch_size)
+            latency(
+                workload.chunks,
+                # Below capacity, so the figure is the pipeline's latency rather than a growing queue's.
+                rate=args.latency_rate or chunks_per_s / 2,
+                seconds=args.latency_s,
+                batch_size=args.batch_size,
+            )
         )
     return result
 
@@ -568,7 +574,7 @@ def _sizes(value: str) -> list[int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object (default: a table)")
-    parser.add_argument("--traces", type=int, default=60, help="traces in the workload, half short, half 5-20k chars")
+    parser.add_argument("--traces", type=int, default=16, help="traces in the workload, half short, half 5-20k chars")
     parser.add_argument("--chunk-chars", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=100, help="records per Lambda invocation")
     parser.add_argument("--rounds", type=int, default=2, help="alternating pipeline/raw passes; the best of each")
@@ -577,7 +583,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint-url", help="a running moto server (default: one started for the run)")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the cold-start and peak-RSS subprocess")
     parser.add_argument("--no-latency", action="store_true", help="skip produce-to-alert latency (needs a broker)")
-    parser.add_argument("--latency-rate", type=float, default=4.0, help="chunks per second produced")
+    parser.add_argument(
+        "--latency-rate", type=float, help="chunks per second produced (default: half the measured pipeline rate)"
+    )
     parser.add_argument("--latency-s", type=float, default=30.0, help="seconds of producing")
     parser.add_argument("--plot", type=Path, help="with --sweep: write throughput against batch size (PNG)")
 
