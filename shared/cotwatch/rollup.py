@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cotwatch.adapters.aws import s3_client
+from cotwatch.patterns import EmbeddingSummary
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -43,11 +44,15 @@ SORT_KEY = ("hour", "tenant", "model", "metric", "category")
 class HourlyCounters(Protocol):
     def hour(self, hour: str) -> list[dict[str, Any]]: ...
 
+    def embedding_hour(self, hour: str) -> list[EmbeddingSummary]: ...
+
 
 class RollupWriter(Protocol):
     def write(self, hour: str, rows: list[dict[str, Any]]) -> str: ...
 
     def compact(self, day: str) -> tuple[str, int]: ...
+
+    def write_embeddings(self, hour: str, summaries: list[EmbeddingSummary]) -> str: ...
 
 
 def previous_hour(now: datetime) -> str:
@@ -119,6 +124,14 @@ class S3RollupWriter:
             logger.warning("Parquet roll-up of %s skipped: %s", hour, PARQUET_MISSING)
         return f"s3://{self._bucket}/{key}"  # the JSON Lines object, as before; the Parquet one is hourly_key
 
+    def write_embeddings(self, hour: str, summaries: list[EmbeddingSummary]) -> str:
+        """The hour's (tenant, model) embedding summaries, JSON Lines, rewritten whole (emerging patterns)."""
+        day, hh = hour.split("T")
+        key = f"{self._prefix}embeddings/dt={day}/hh={hh}/summaries.jsonl"
+        body = "".join(s.model_dump_json() + "\n" for s in summaries)
+        self._s3.put_object(Bucket=self._bucket, Key=key, Body=body.encode(), ContentType="application/x-ndjson")
+        return f"s3://{self._bucket}/{key}"
+
     def compact(self, day: str) -> tuple[str, int]:
         """Merge the day's hourly Parquet objects into one daily object (rewritten whole: idempotent)."""
         if not parquet_available():
@@ -143,6 +156,7 @@ class RollupCounters:
     def run(self, hour: str) -> tuple[str, int]:
         rows = _sorted(self._counters.hour(hour))
         location = self._writer.write(hour, rows)
+        self._writer.write_embeddings(hour, self._counters.embedding_hour(hour))
         if hour.endswith("T23") and parquet_available():  # the day is complete: compact it
             self._writer.compact(hour.split("T")[0])
         return location, len(rows)

@@ -16,6 +16,7 @@ from cotwatch import observability as obs
 from cotwatch.detection.monitor import TraceMonitor
 from cotwatch.handlers import rollup_counters, score_traces
 from cotwatch.kafka_event import KafkaEventError, KafkaRecord, build_kafka_event, parse_kafka_event
+from cotwatch.patterns import EmbeddingSummary
 from cotwatch.rollup import RollupCounters
 from cotwatch.score_traces import ScoreTraces
 from cotwatch.trace import TraceChunk
@@ -294,6 +295,9 @@ class HourOfCounters:
     def hour(self, hour: str) -> list[dict[str, Any]]:
         return [{"hour": hour, "tenant": "acme", "model": "m", "metric": "chunks", "category": "-", "count": 3}]
 
+    def embedding_hour(self, hour: str) -> list[EmbeddingSummary]:
+        return []
+
 
 class MemoryRollupWriter:
     def __init__(self) -> None:
@@ -302,3 +306,6 @@ class MemoryRollupWriter:
     def write(self, hour: str, rows: list[dict[str, Any]]) -> str:
         self.written[hour] = rows
         return f"memory://rollups/{hour}"
+
+    def write_embeddings(self, hour: str, summaries: list[EmbeddingSummary]) -> str:
+        return f"memory://embeddings/{hour}"

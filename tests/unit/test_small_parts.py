@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from cotwatch.alerts import alert_id
 from cotwatch.config import RollupSettings, ScorerSettings
+from cotwatch.patterns import EmbeddingSummary
 from cotwatch.redaction import excerpt, redact
 from cotwatch.rollup import RollupCounters, parse_hour, previous_hour
 
@@ -79,6 +80,9 @@ class _Counters:
             {"hour": hour, "tenant": "a", "model": "m", "metric": "chunks", "category": "-", "count": 5},
         ]
 
+    def embedding_hour(self, hour: str) -> list[EmbeddingSummary]:
+        return []
+
 
 class _Writer:
     def __init__(self) -> None:
@@ -87,6 +91,9 @@ class _Writer:
     def write(self, hour: str, rows: list[dict[str, Any]]) -> str:
         self.written[hour] = rows
         return f"memory://{hour}"
+
+    def write_embeddings(self, hour: str, summaries: list[EmbeddingSummary]) -> str:
+        return f"memory://embeddings/{hour}"
 
 
 def test_rollup_writes_the_hour_sorted() -> None:
