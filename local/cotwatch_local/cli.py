@@ -437,6 +437,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default="report.html")
     report.set_defaults(func=cmd_report)
 
+    patterns = sub.add_parser("patterns", help="embedding drift and clusters of suspicious windows; promote one")
+    from cotwatch_local.patterns import add_arguments as add_patterns_arguments
+
+    add_patterns_arguments(patterns)
+
     bench = sub.add_parser("bench", help="scorer throughput against raw encoding, cold start, RSS, latency, cost")
     from cotwatch_local.bench import add_arguments as add_bench_arguments
 

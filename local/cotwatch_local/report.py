@@ -456,6 +456,21 @@ def snapshot(bucket: str, alerts_table: str, folder: Path, prefix: str = "rollup
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(body)
         count += 1
+    # Emerging patterns: the suspicious windows and the embedding summaries (JSON, not Parquet).
+    s3 = boto3.client("s3")
+    for extra in ("patterns/windows/", f"{prefix}embeddings/"):
+        for obj in (
+            o
+            for p in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=extra)
+            for o in p.get("Contents", [])
+        ):
+            path = (
+                folder / "rollups" / obj["Key"].removeprefix(prefix)
+                if extra != "patterns/windows/"
+                else folder / obj["Key"]
+            )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "alerts.json").write_text(json.dumps(scan_alerts(alerts_table), indent=1), encoding="utf-8")
     return count
