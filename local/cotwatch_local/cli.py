@@ -231,7 +231,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise SystemExit(str(exc)) from exc
         source = f"roll-up snapshot of the last demo ({folder})"
-    Path(args.out).write_text(render(rows, alerts, since=since, tenant=args.tenant, source=source), encoding="utf-8")
+    from cotwatch_local.patterns import summary as pattern_summary
+
+    patterns = pattern_summary(since, args.tenant)
+    html = render(rows, alerts, since=since, tenant=args.tenant, source=source, patterns=patterns)
+    Path(args.out).write_text(html, encoding="utf-8")
     print(f"wrote {args.out} from the {source}: {len(rows)} counter cells, {len(alerts)} alerts")
     return 0
 

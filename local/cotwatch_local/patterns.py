@@ -254,6 +254,19 @@ def inputs(
     )
 
 
+def summary(since: timedelta, tenant: str | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """What ``patterns list`` prints, for the report."""
+    windows, summaries, source = inputs()
+    current, baseline = periods(since, now)
+    return {
+        "source": source,
+        "window": [current.start, current.end],
+        "baseline": [baseline.start, baseline.end],
+        "drift": drift_by_model(summaries, current, baseline, tenant),
+        "clusters": [c.as_dict() for c in cluster_windows(windows, current, baseline, tenant)],
+    }
+
+
 def cmd_patterns(args: argparse.Namespace) -> int:
     from cotwatch_local.report import parse_span
 

@@ -311,6 +311,7 @@ def render(
     tenant: str | None = None,
     now: datetime | None = None,
     source: str = "",
+    patterns: dict[str, Any] | None = None,
 ) -> str:
     """The report's HTML. ``rows``: ``counters_hourly`` rows; ``alerts``: alert items (for evidence)."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
@@ -388,8 +389,61 @@ def render(
             "evidence",
         )
     )
+    parts.extend(patterns_section(patterns))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def growth_figure(clusters: Sequence[dict[str, Any]]) -> go.Figure:
+    xs = [str(c["cluster"]) for c in clusters]
+    fig = go.Figure(
+        [
+            go.Bar(x=xs, y=[int(c["baseline_windows"]) for c in clusters], name="baseline window"),
+            go.Bar(x=xs, y=[int(c["windows"]) for c in clusters], name="this window"),
+        ]
+    )
+    return _layout(
+        fig, "Clusters of suspicious windows no category passes", "cluster (most grown first)", "windows",
+        legend="window", barmode="group",
+    )  # fmt: skip
+
+
+def patterns_section(patterns: dict[str, Any] | None) -> list[str]:
+    """Embedding drift per model and the clusters of suspicious windows (``cotwatch patterns list``'s answer)."""
+    parts = ["<h2>Emerging patterns</h2>"]
+    if not patterns:
+        return [*parts, "<p class='note'>No pattern data (suspicious windows, embedding summaries) found.</p>"]
+    drift_rows = [
+        [r["model"], r["windows"], r["baseline_windows"], _fmt(r["cosine_distance"]), _fmt(r["frechet"])]
+        for r in patterns.get("drift", [])
+    ]
+    parts.append(
+        _table(
+            ["model", "windows", "baseline windows", "drift (cosine distance of means)", "Fréchet (diagonal)"],
+            drift_rows,
+            "embedding-drift",
+        )
+    )
+    clusters = list(patterns.get("clusters", []))[:10]
+    if clusters:
+        fig = growth_figure(clusters)
+        div = fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
+        parts.append(f'<div class="chart" data-chart="pattern-growth" data-points="{_points(fig)}">{div}</div>')
+    rows = [
+        [c["cluster"], c["windows"], c["baseline_windows"], f"{float(c['growth']):.2f}", c["nearest_category"],
+         " | ".join(str(e)[:160] for e in c["examples"]) or "(hashed: no text)"]
+        for c in clusters
+    ]  # fmt: skip
+    parts.append(
+        _table(
+            ["cluster", "windows", "baseline", "growth", "nearest category", "examples (redacted)"], rows, "clusters"
+        )
+    )
+    parts.append(
+        "<p class='note'>Promote one: <code>cotwatch patterns promote CLUSTER --category NAME"
+        " --out taxonomy-override.yaml</code></p>"
+    )
+    return parts
 
 
 def _fmt(value: float | None) -> str:
