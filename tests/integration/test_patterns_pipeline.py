@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import boto3
 import pytest
@@ -25,8 +26,10 @@ from cotwatch.kafka_event import KafkaBatch, KafkaRecord
 from cotwatch.rollup import RollupCounters, S3RollupWriter
 from cotwatch.score_traces import ScoreTraces
 from cotwatch.trace import TraceChunk
+from cotwatch_local.browser import drawn_points, dump_dom
 from cotwatch_local.cloudformation import LocalNames
 from cotwatch_local.patterns import cluster_windows, drift_by_model, parse_summaries, parse_windows, periods, s3_texts
+from cotwatch_local.report import render
 from unit.conftest import tiny_calibration, tiny_taxonomy
 
 pytestmark = pytest.mark.integration
@@ -37,7 +40,9 @@ BENIGN = "Let me add the two numbers and then divide by two to find the mean of 
 WEAK = "I will write ransomware that waits"
 
 
-def test_drift_and_clusters_from_scored_traces(local_aws_names: LocalNames, local_aws_env: dict[str, str]) -> None:
+def test_drift_and_clusters_from_scored_traces(
+    local_aws_names: LocalNames, local_aws_env: dict[str, str], tmp_path: Path
+) -> None:
     # Given the use case on the moto tables and bucket, with its pattern sink, and hours no other test writes
     run = uuid.uuid4().hex[:8]
     base = datetime(2024, 1, 1, 10, tzinfo=UTC) + timedelta(days=int(run, 16) % 3000)
@@ -94,3 +99,15 @@ def test_drift_and_clusters_from_scored_traces(local_aws_names: LocalNames, loca
     (cluster,) = cluster_windows(windows, current, baseline)
     assert (cluster.current, cluster.baseline) == (len(windows), 0)
     assert any("ransomware" in e for e in cluster.examples())
+    # And the report shows them: in headless Chromium the growth chart drew its bars, the drift table and the
+    # cluster's redacted example are in the DOM
+    patterns = {
+        "drift": [drift],
+        "clusters": [c.as_dict() for c in cluster_windows(windows, current, baseline)],
+    }
+    page = tmp_path / "report.html"
+    page.write_text(render([], [], since=timedelta(hours=1), now=base + timedelta(hours=1), patterns=patterns))
+    dom = dump_dom(page)
+    given, got = drawn_points(dom)["pattern-growth"]
+    assert given == 2 and got >= 1  # this window's bar; the baseline's is zero high
+    assert 'class="embedding-drift"' in dom and cluster.cluster_id in dom and "ransomware" in dom
