@@ -3,7 +3,10 @@ suspicious reasoning can be found later, away from the scorer (clustering runs i
 
 - An **embedding summary** per (tenant, model, hour): the number of windows, and per dimension the sum and the
   sum of squares of the window embeddings, as integers of 1/``QUANT`` so that DynamoDB's ``ADD`` sums them
-  exactly and in any order. It is written in the counters' transaction (``CounterStore.apply_once``), so a
+  exactly and in any order. The embeddings are first projected to ``SKETCH_DIMS`` dimensions by one fixed random
+  matrix (Johnson-Lindenstrauss: cosine distances between means stay close), which makes the summary one
+  DynamoDB item per chunk instead of six; the full 384 dimensions made persisting 94% of the handler's time
+  (docs/performance.md). It is written in the counters' transaction (``CounterStore.apply_once``), so a
   redelivered chunk adds nothing. From it: the window mean (drift = cosine distance of two windows' means) and
   the per-dimension variance (a distribution-level statistic: the Fréchet distance of diagonal Gaussians).
 - **Suspicious windows**: windows whose best calibrated category score is elevated (``SUSPICION_LEVEL``) while no
@@ -15,7 +18,9 @@ suspicious reasoning can be found later, away from the scorer (clustering runs i
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +32,8 @@ from cotwatch.trace import TraceChunk
 
 QUANT = 10_000  # embedding components in units of 1e-4: exact integer sums
 PART_DIMS = 64  # dimensions per DynamoDB item (keeps each update expression well under its 4 KB limit)
+SKETCH_DIMS = PART_DIMS  # summary dimensions: exactly one DynamoDB item per chunk
+SKETCH_SEED = 20261207  # fixed: every scorer and every hour must project the same way
 SUSPICION_LEVEL = 0.35  # the monitor's near-hit level (WATCH_LEVEL): close enough to look at
 FLAG_SCORE = 0.5  # calibrated threshold of every category
 MAX_WINDOWS_PER_CHUNK = 3  # the most suspicious ones; a chunk rarely has more worth clustering
@@ -57,11 +64,24 @@ class EmbeddingSummary(BaseModel):
         return np.maximum(second - self.mean() ** 2, 0.0)
 
 
+@lru_cache(maxsize=4)
+def _projection(dims: int) -> npt.NDArray[np.float64]:
+    """The fixed Gaussian projection from ``dims`` to ``SKETCH_DIMS`` dimensions (scaled to keep lengths)."""
+    rng = np.random.default_rng(SKETCH_SEED)
+    return rng.normal(size=(dims, SKETCH_DIMS)) / math.sqrt(SKETCH_DIMS)
+
+
+def sketch(embeddings: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+    """Window embeddings as the summary stores them: projected when wider than ``SKETCH_DIMS``."""
+    rows = np.asarray(embeddings, dtype=np.float64)
+    return rows if rows.shape[1] <= SKETCH_DIMS else rows @ _projection(rows.shape[1])
+
+
 def summarise(chunk: TraceChunk, embeddings: npt.NDArray[np.floating] | None) -> EmbeddingSummary | None:
     """The summary one chunk adds to its (tenant, model, hour); None for a chunk without windows."""
     if embeddings is None or embeddings.shape[0] == 0:
         return None
-    q = np.rint(np.asarray(embeddings, dtype=np.float64) * QUANT).astype(np.int64)
+    q = np.rint(sketch(embeddings) * QUANT).astype(np.int64)
     return EmbeddingSummary(
         hour=chunk.created_at.strftime("%Y-%m-%dT%H"),
         tenant=chunk.tenant,

@@ -10,9 +10,11 @@ from cotwatch.detection.windowing import Window
 from cotwatch.kafka_event import KafkaBatch, KafkaRecord
 from cotwatch.patterns import (
     QUANT,
+    SKETCH_DIMS,
     combine,
     cosine_distance,
     frechet_diagonal,
+    sketch,
     summarise,
     suspicious_windows,
 )
@@ -70,6 +72,31 @@ def test_summaries_add_exactly_and_measure_drift() -> None:
     shifted = summarise(chunk, np.vstack([a, b]) + 0.5)
     assert shifted is not None and cosine_distance(ab.mean(), shifted.mean()) > 0.1
     assert frechet_diagonal(ab, shifted) > 1.0
+
+
+def test_wide_embeddings_are_summarised_in_a_sketch_that_keeps_drift() -> None:
+    # Given MiniLM-wide (384) window embeddings around one common centre, as sentence embeddings are: a baseline
+    # hour, a later hour like it, and hours moved a little and a lot from it
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        centre, away = rng.normal(size=384), rng.normal(size=384)
+        hours = [centre + shift * away + rng.normal(size=(200, 384)) for shift in (0.0, 0.0, 0.5, 1.5)]
+        _assert_sketched_drift_tracks_full_drift(hours)
+
+
+def _assert_sketched_drift_tracks_full_drift(hours: list[np.ndarray]) -> None:
+    chunk = TraceChunk(trace_id="t-1", model="m", text="x")
+    # When they are summarised
+    summaries = [summarise(chunk, e) for e in hours]
+    assert all(s is not None and s.dims == SKETCH_DIMS for s in summaries)
+    means = [s.mean() for s in summaries if s is not None]
+    # Then the sketch is the same projection every time
+    np.testing.assert_array_equal(sketch(hours[0]), sketch(hours[0].copy()))
+    # And drift in it tracks drift in the full space: same order, within 60% of the full-space distance
+    sketched = [cosine_distance(means[0], m) for m in means[1:]]
+    full = [cosine_distance(hours[0].mean(axis=0), h.mean(axis=0)) for h in hours[1:]]
+    assert sketched == sorted(sketched) and full == sorted(full)
+    assert all(abs(s - f) <= 0.6 * f + 0.01 for s, f in zip(sketched, full, strict=True))
 
 
 def test_the_scorer_adds_each_chunks_embedding_summary_once(monitor: TraceMonitor, adapters: Adapters) -> None:
