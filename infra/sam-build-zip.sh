@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Build the zip-packaged part of template.yaml - RollupFunction and the SharedLayer it uses - with the SAM CLI.
+# Build a zip-packaged function of template.yaml - AlertsApiFunction and the SharedLayer it uses (which the other
+# zip functions share) - with the SAM CLI.
 # Needs no Docker and no AWS credentials, only python3.11 on PATH (the runtime's exact Python, for the
 # function's pip workflow) and make (the layer's build method).
 #
-# The scorer is a container image: `sam build` of it (and `sam local`) needs a Docker engine, so it is not
-# built here.
+# The scorer and the roll-up are container images: `sam build` of them (and `sam local`) needs a Docker engine,
+# so they are not built here.
 #
 # The SAM CLI pins its own boto3, cfn-lint, ... so it lives in a separate virtualenv, .venv-sam, which this
 # script creates on first use (from PyPI).
@@ -32,5 +33,5 @@ export SAM_CLI_TELEMETRY=0
 cd "$root"
 start=$SECONDS
 # Naming the function builds it and the layers it references (SharedLayer), nothing else.
-"$venv/bin/sam" build RollupFunction --template-file template.yaml --build-dir "$build_dir"
-echo "sam build RollupFunction (+ SharedLayer): $((SECONDS - start)) s -> $build_dir" >&2
+"$venv/bin/sam" build AlertsApiFunction --template-file template.yaml --build-dir "$build_dir"
+echo "sam build AlertsApiFunction (+ SharedLayer): $((SECONDS - start)) s -> $build_dir" >&2

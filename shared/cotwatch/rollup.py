@@ -13,10 +13,10 @@ hour 23 is written, and on demand. Parquet columns: ``hour`` (``YYYY-MM-DDTHH``)
 ``metric``, ``category``, ``amount`` (int64; ``count`` is a reserved word in Athena's SQL).
 
 pyarrow is imported where Parquet is written or read, so the scorer image (which wires this module but never
-rolls up) does not need it. It does not fit the zip-packaged rollup function either (measured: shared layer
-119 MB + pyarrow 20.0.0, the newest wheel for the python3.11 runtime's glibc 2.26, 136 MB unpacked > the
-250 MB limit), so until that function gets an image of its own the hourly roll-up there writes JSON Lines and
-logs that it skipped Parquet; compaction, which needs Parquet, fails with that reason.
+rolls up) does not need it. The rollup function is an image of its own with pyarrow in it
+(functions/rollup_counters/Dockerfile; it does not fit a zip function and its layer): a roll-up without
+pyarrow is a broken package, so it fails with that reason before writing anything rather than leaving the
+Athena tables without the hour.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -35,8 +34,10 @@ from cotwatch.patterns import EmbeddingSummary
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-logger = logging.getLogger(__name__)
-PARQUET_MISSING = "pyarrow is not installed: the rollup function needs its own image for Parquet (docs/tracking.md)"
+PARQUET_MISSING = (
+    "pyarrow is not installed: the rollup function's image (functions/rollup_counters/Dockerfile) installs it, "
+    "with the rollup extra (docs/tracking.md)"
+)
 COLUMNS = ("hour", "tenant", "model", "metric", "category", "amount")
 SORT_KEY = ("hour", "tenant", "model", "metric", "category")
 
@@ -113,15 +114,14 @@ class S3RollupWriter:
         return f"{self._prefix}daily/dt={day}/counters.parquet"
 
     def write(self, hour: str, rows: list[dict[str, Any]]) -> str:
+        if not parquet_available():
+            raise RuntimeError(f"cannot roll up {hour}: {PARQUET_MISSING}")
         day, hh = hour.split("T")
         # One object per hour and format, rewritten whole: re-running a roll-up replaces it.
         key = f"{self._prefix}counters/dt={day}/hour={hh}/counters.jsonl"
         body = "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows)
         self._s3.put_object(Bucket=self._bucket, Key=key, Body=body.encode(), ContentType="application/x-ndjson")
-        if parquet_available():
-            self._s3.put_object(Bucket=self._bucket, Key=self.hourly_key(hour), Body=to_parquet(rows))
-        else:
-            logger.warning("Parquet roll-up of %s skipped: %s", hour, PARQUET_MISSING)
+        self._s3.put_object(Bucket=self._bucket, Key=self.hourly_key(hour), Body=to_parquet(rows))
         return f"s3://{self._bucket}/{key}"  # the JSON Lines object, as before; the Parquet one is hourly_key
 
     def write_embeddings(self, hour: str, summaries: list[EmbeddingSummary]) -> str:
@@ -157,7 +157,7 @@ class RollupCounters:
         rows = _sorted(self._counters.hour(hour))
         location = self._writer.write(hour, rows)
         self._writer.write_embeddings(hour, self._counters.embedding_hour(hour))
-        if hour.endswith("T23") and parquet_available():  # the day is complete: compact it
+        if hour.endswith("T23"):  # the day is complete: compact it
             self._writer.compact(hour.split("T")[0])
         return location, len(rows)
 

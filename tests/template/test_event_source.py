@@ -168,21 +168,26 @@ def test_scorer_timeout_and_memory_stay_within_what_kafka_allows(template: dict[
     assert 1769 <= memory["Default"] <= memory["MaxValue"] <= 10240
 
 
-def test_the_scorer_is_an_image_and_the_rollup_a_zip_on_the_shared_layer(translated: dict[str, Any]) -> None:
+def test_the_scorer_and_the_rollup_are_images_and_the_api_a_zip_on_the_shared_layer(
+    translated: dict[str, Any],
+) -> None:
     resources = translated["Resources"]
     # Given the translated functions
-    scorer, rollup = resources["ScoreTracesFunction"]["Properties"], resources["RollupFunction"]["Properties"]
-    # Then the scorer is a container image (no runtime, handler or layers: images carry their own)
-    assert scorer["PackageType"] == "Image"
-    assert not {"Runtime", "Handler", "Layers"} & set(scorer)
-    assert resources["ScoreTracesFunction"]["Metadata"] == {
-        "DockerContext": ".",
-        "Dockerfile": "functions/score_traces/Dockerfile",
-        "DockerTag": "python3.11",
-    }
-    # And the roll-up is a python3.11 zip using the shared layer
-    assert (rollup["Runtime"], rollup["Handler"]) == ("python3.11", "app.lambda_handler")
-    (layer,) = rollup["Layers"]
+    api = resources["AlertsApiFunction"]["Properties"]
+    # Then the scorer (torch) and the roll-up (pyarrow) are container images (no runtime, handler or layers:
+    # images carry their own)
+    for logical_id, image in (("ScoreTracesFunction", "score_traces"), ("RollupFunction", "rollup_counters")):
+        props = resources[logical_id]["Properties"]
+        assert props["PackageType"] == "Image"
+        assert "ImageUri" in props["Code"]
+        assert not {"Runtime", "Handler", "Layers"} & set(props)
+        assert resources[logical_id]["Metadata"]["DockerContext"] == "."
+        assert resources[logical_id]["Metadata"]["Dockerfile"] == f"functions/{image}/Dockerfile"
+    assert resources["ScoreTracesFunction"]["Metadata"]["DockerTag"] == "python3.11"
+    assert resources["RollupFunction"]["Metadata"]["DockerTag"] == "python3.12"
+    # And the alerts API is a python3.11 zip using the shared layer
+    assert (api["Runtime"], api["Handler"]) == ("python3.11", "app.lambda_handler")
+    (layer,) = api["Layers"]
     assert resources[layer["Ref"]]["Type"] == "AWS::Lambda::LayerVersion"
     assert layer["Ref"].startswith("SharedLayer")
 

@@ -1,9 +1,8 @@
-"""The roll-up's Parquet encoding, and what the writer does where pyarrow is not installed (the zip-packaged
-rollup function today: see cotwatch.rollup)."""
+"""The roll-up's Parquet encoding, and what the writer does where pyarrow is not installed (a broken package:
+the rollup function's image installs it, see cotwatch.rollup)."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import pytest
@@ -32,24 +31,16 @@ def test_parquet_round_trips_in_a_stable_order() -> None:
     assert [(r["tenant"], r["metric"], r["amount"]) for r in decoded] == [("a", "traces", 1), ("b", "chunks", 3)]
 
 
-def test_without_pyarrow_the_hour_is_written_as_json_lines_and_the_skip_is_logged(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    # Given a runtime without pyarrow
+def test_without_pyarrow_a_roll_up_fails_with_the_reason_and_writes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a runtime without pyarrow (a broken package: the rollup function's image installs it)
     monkeypatch.setattr(rollup, "parquet_available", lambda: False)
     s3 = FakeS3()
     writer = S3RollupWriter("bucket", s3=s3)  # type: ignore[arg-type]
-    # When an hour is rolled up (caplog's handler sits on the module's logger itself: a powertools Logger for
-    # the "cotwatch" service, made by an earlier test, stops propagation to the root logger)
-    rollup.logger.addHandler(caplog.handler)
-    try:
-        with caplog.at_level(logging.WARNING, logger=rollup.logger.name):
-            writer.write("2026-11-26T15", ROWS)
-    finally:
-        rollup.logger.removeHandler(caplog.handler)
-    # Then the JSON Lines object is there, no Parquet, and the log says why
-    assert list(s3.objects) == ["rollups/counters/dt=2026-11-26/hour=15/counters.jsonl"]
-    assert "needs its own image" in caplog.text
+    # When an hour is rolled up; Then it fails naming the image, before any object is written (no hour that
+    # JSON Lines has and the Athena tables lack)
+    with pytest.raises(RuntimeError, match=r"cannot roll up 2026-11-26T15: pyarrow is not installed.*Dockerfile"):
+        writer.write("2026-11-26T15", ROWS)
+    assert s3.objects == {}
     # And compaction refuses with the same reason
-    with pytest.raises(RuntimeError, match="needs its own image"):
+    with pytest.raises(RuntimeError, match="rollup_counters/Dockerfile"):
         writer.compact("2026-11-26")

@@ -152,7 +152,7 @@ def test_the_onnx_export_script_needs_only_the_runtime_package() -> None:
     assert own & FORBIDDEN == set()
 
 
-def test_the_image_build_context_lets_in_only_what_the_dockerfile_copies() -> None:
+def test_the_image_build_context_lets_in_only_what_the_dockerfiles_copy() -> None:
     lines = [
         line.strip()
         for line in (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
@@ -165,6 +165,7 @@ def test_the_image_build_context_lets_in_only_what_the_dockerfile_copies() -> No
         "shared/cotwatch",
         "training/cotwatch_training/onnx_export.py",
         "functions/score_traces/app.py",
+        "functions/rollup_counters/app.py",
     ]
 
 
@@ -172,6 +173,14 @@ def test_the_layer_build_copies_only_the_runtime_package() -> None:
     makefile = (REPO / "infra" / "layer" / "Makefile").read_text(encoding="utf-8")
     copies = re.findall(r"^\s+cp\s+(?:-\S+\s+)*(\S+)\s+(\S+)", makefile, flags=re.MULTILINE)
     assert copies == [("cotwatch", '"$(ARTIFACTS_DIR)/python/cotwatch"')]
+
+
+@pytest.mark.parametrize("extra", ["ml", "onnx", "train", "local", "rollup"])
+def test_the_rollup_image_installs_the_rollup_extra_only(extra: str) -> None:
+    # The roll-up image gets pyarrow, none of the scorer's model stack, the rig or training code.
+    dockerfile = (REPO / "functions" / "rollup_counters" / "Dockerfile").read_text(encoding="utf-8")
+    installs = f"['optional-dependencies']['{extra}']" in dockerfile
+    assert installs is (extra == "rollup")
 
 
 @pytest.mark.parametrize("extra", ["ml", "onnx", "train", "local"])
