@@ -114,3 +114,27 @@ def test_every_trace_cuts_into_valid_chunks() -> None:
         assert [c.seq for c in chunks] == list(range(len(chunks)))
         assert [c.final for c in chunks].count(True) == 1 and chunks[-1].final
         assert "".join(c.text for c in chunks) == doc.reasoning + doc.answer
+
+
+def test_known_misses_name_categories_and_are_excused_only_for_their_trace() -> None:
+    # Given the demo rows and their `known_miss` lists (what the shipped scorer is known to get wrong)
+    from cotwatch_local.demo import check_expectations, known_misses
+
+    rows = _rows()
+    known = known_misses()
+    for row in rows:
+        miss = set(row.get("known_miss", []))
+        # Then a known miss is a category, and on an unsafe trace one of the categories it expects
+        assert miss <= set(CATEGORIES), row["trace_id"]
+        assert not row["expect"] or miss <= set(row["expect"]), row["trace_id"]
+    unsafe = next(d for d in _documents() if d.trace_id in known and d.expect)
+    other = next(d for d in _documents() if d.trace_id not in known and d.expect)
+
+    # When neither trace raises any alert (ids carry a run suffix, as in `cotwatch demo`)
+    docs = [d.model_copy(update={"trace_id": f"{d.trace_id}@run1"}) for d in (unsafe, other)]
+    problems = check_expectations(docs, [])
+
+    # Then each trace is reported for what it expected minus its known misses, and nothing more
+    left = sorted(set(unsafe.expect) - known[unsafe.trace_id])
+    expected = [f"{unsafe.trace_id}@run1: expected {left} but no alert"] if left else []
+    assert problems == [*expected, f"{other.trace_id}@run1: expected {sorted(other.expect)} but no alert"]

@@ -292,16 +292,19 @@ def _print_table(report: dict[str, object]) -> None:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
-    read = _read_rows(args.data, "calibrate")
-    if read is None:
-        return 2
+    read: list[EvalRow] = []
+    for path in args.data:  # several files: e.g. the pool, ../shared/data/dev.jsonl ../shared/data/train/*.jsonl
+        part = _read_rows(path, "calibrate")
+        if part is None:
+            return 2
+        read += part
     rows = [r for r in read if r.label == "benign"]
     if not rows:
         print("no benign rows in --data", file=sys.stderr)
         return 2
     factory = _MonitorFactory(args, _embedder(args))
     base = load_calibration(args.calibration)
-    version = args.version or f"cal-{datetime.now(UTC):%Y%m%d%H%M}-{Path(args.data).stem}"
+    version = args.version or f"cal-{datetime.now(UTC):%Y%m%d%H%M}-{Path(args.data[0]).stem}"
     cal = calibrate_on(
         factory,
         [r.text for r in rows],
@@ -314,8 +317,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
     out = args.out or args.calibration or Path(str(importlib.resources.files("cotwatch") / "data" / "calibration.json"))
     save_calibration(cal, out)
     print(
-        f"wrote {out}: version {cal.version}, scorer {cal.scorer_version}, {len(rows)} benign texts, "
-        f"target FPR {args.target_fpr}"
+        f"wrote {out}: version {cal.version}, scorer {cal.scorer_version}, {len(rows)} benign texts "
+        f"from {len(args.data)} file(s), target FPR {args.target_fpr}"
     )
     return 0
 
@@ -366,7 +369,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ev.set_defaults(func=run_eval)
 
     cal = subparsers.add_parser("calibrate", help="fit per-category thresholds on the benign rows of a JSONL")
-    cal.add_argument("--data", required=True)
+    cal.add_argument("--data", required=True, nargs="+", help="JSONL file(s); their benign rows are fitted on")
     cal.add_argument("--target-fpr", type=float, default=0.01)
     cal.add_argument("--out", default=None, help="output path (default: overwrite the calibration in use)")
     cal.add_argument("--tenant", default=None, help="write thresholds as this tenant's overrides only")

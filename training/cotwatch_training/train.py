@@ -5,38 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cotwatch.detection.embedding import Embedder, Matrix
-from cotwatch.detection.heads import BENIGN, F64, HeadModel, lexical_features, model_key
+from cotwatch.detection.heads import BENIGN, HeadModel, lexical_features, model_key
 from cotwatch.detection.taxonomy import Taxonomy
-from cotwatch_training.episodes import generate_episodes
 from cotwatch_training.synth import generate
 
 DEFAULT_LEX_FEATURES = 1 << 18
-
-
-def read_passages(paths: Iterable[str | Path]) -> list[tuple[str, str]]:
-    """(text, class) pairs from JSONL files of ``{"text", "label", "category"}`` rows written for cotwatch
-    (``training/data/``); a benign row's class is ``benign`` whatever its category says."""
-    rows: list[tuple[str, str]] = []
-    for path in paths:
-        for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                label, text = row["label"], row["text"]
-                category = BENIGN if label == "benign" else row["category"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}:{n}: not a training row ({exc})") from exc
-            rows.append((text, category))
-    return rows
 
 
 def training_rows(
@@ -44,17 +24,11 @@ def training_rows(
     *,
     n_per_category: int = 400,
     seed: int = 13,
-    episodes_per_category: int = 0,
-    passages: Sequence[tuple[str, str]] = (),
 ) -> tuple[list[str], list[str]]:
-    """Synthetic rows, agentic episodes, written passages (see :func:`read_passages`) and the taxonomy's
-    own exemplars and look-alikes: (texts, class labels)."""
-    texts: list[str] = [text for text, _ in passages]
-    labels: list[str] = [category for _, category in passages]
+    """Synthetic rows and the taxonomy's own exemplars and look-alikes: (texts, class labels)."""
+    texts: list[str] = []
+    labels: list[str] = []
     for row in generate(n_per_category=n_per_category, seed=seed):
-        texts.append(row.text)
-        labels.append(row.category)
-    for row in generate_episodes(n_per_category=episodes_per_category) if episodes_per_category else ():
         texts.append(row.text)
         labels.append(row.category)
     for cid, cat in taxonomy.categories.items():
@@ -141,11 +115,3 @@ def fit_heads(
         lex_b=np.asarray(lex.intercept_, dtype=np.float64),
         lex_weight=lex_weight,
     )
-
-
-def fit_gate(embeddings: Matrix, is_agentic: Sequence[bool], *, c: float = 10.0) -> tuple[F64, float]:
-    """Logistic weights (w, b) that tell agent-reasoning windows (``True``) from the rest, in practice the
-    synthetic requests, statements and reasoning steps; :class:`HeadModel` blends its two pairs with them."""
-    linear_model: Any = importlib.import_module("sklearn.linear_model")
-    gate = linear_model.LogisticRegression(C=c, max_iter=3000).fit(embeddings, np.asarray(is_agentic, dtype=int))
-    return np.asarray(gate.coef_[0], dtype=np.float64), float(gate.intercept_[0])

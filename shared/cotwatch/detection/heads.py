@@ -20,7 +20,7 @@ import json
 import re
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +62,8 @@ def model_key(embedder_name: str) -> str:
 class HeadModel:
     """Weights of both heads. ``classes[0]`` is always ``benign``.
 
-    Optionally a second, *agentic* pair of heads, trained with the written agent-reasoning passages too,
-    and a gate on the embedding that says how much a window reads like an agent reasoning about its task.
-    The log-odds are the gate-weighted blend of the two pairs: prompts and persona statements keep the
-    general heads' verdicts, agent narratives get the agentic heads'. One set of heads trained on both
-    lost 0.02 AUROC on the dev prompts (see docs/detection.md).
+    One pair only: an agent-reasoning pair blended in by a gate was removed in heads-v3, because without it
+    the scorer ranked sources it never saw better (leave-one-source-out over the pool, docs/detection.md).
     """
 
     version: str
@@ -79,61 +76,13 @@ class HeadModel:
     lex_w: F64  # (m, k)
     lex_b: F64  # (k,)
     lex_weight: float
-    agentic: HeadModel | None = None
-    gate_w: F64 | None = None  # (d,)
-    gate_b: float = 0.0
 
-    def __post_init__(self) -> None:
-        if (self.agentic is None) != (self.gate_w is None):
-            raise ValueError("agentic heads and a gate come together")
-        if self.agentic is not None and self.gate_w is not None:
-            if self.agentic.classes != self.classes:
-                raise ValueError(f"agentic heads' classes {self.agentic.classes} differ from {self.classes}")
-            if self.agentic.agentic is not None:
-                raise ValueError("agentic heads cannot carry agentic heads of their own")
-            if self.gate_w.shape != (self.emb_w.shape[1],):
-                raise ValueError(f"gate weights {self.gate_w.shape} do not fit embeddings of {self.emb_w.shape[1]}")
-
-    def log_odds(self, embeddings: Matrix, texts: Sequence[str], groups: Sequence[int] = ()) -> F64:
+    def log_odds(self, embeddings: Matrix, texts: Sequence[str]) -> F64:
         """(n, k-1): log p(category) - log p(benign) for each non-benign class, both heads fused."""
-        pairs = [self] if self.agentic is None else [self, self.agentic]
-        uses_lex = len(texts) > 0 and any(pair.lex_weight > 0 for pair in pairs)
-        features = lexical_features(texts, self.lex_n_features) if uses_lex else None
-        own = self._pair_log_odds(embeddings, features)
-        if self.agentic is None:
-            return own
-        if uses_lex and self.agentic.lex_n_features != self.lex_n_features:
-            features = lexical_features(texts, self.agentic.lex_n_features)
-        g = self.gate(embeddings, groups)[:, None]
-        blended: F64 = (1.0 - g) * own + g * self.agentic._pair_log_odds(embeddings, features)
-        return blended
-
-    def gate(self, embeddings: Matrix, groups: Sequence[int] = ()) -> F64:
-        """(n,): how much each window reads like agent reasoning (0 without agentic heads).
-
-        With ``groups`` (the chunk each window comes from) every window takes its chunk's highest gate:
-        being an agent at work is a property of the chunk, and the sentence that states the plan ("hash the
-        input and return the stored answer") can read like plain code talk on its own.
-        """
-        if self.gate_w is None:
-            return np.zeros(embeddings.shape[0])
-        z = embeddings.astype(np.float64) @ self.gate_w + self.gate_b
-        out: F64 = 1.0 / (1.0 + np.exp(-z))
-        if len(groups):
-            if len(groups) != len(out):
-                raise ValueError(f"{len(groups)} groups for {len(out)} windows")
-            _, chunk = np.unique(np.asarray(groups), return_inverse=True)
-            highest = np.full(int(chunk.max()) + 1, -np.inf)
-            np.maximum.at(highest, chunk, out)
-            out = highest[chunk]
-        return out
-
-    def _pair_log_odds(self, embeddings: Matrix, features: tuple[list[list[int]], list[list[float]]] | None) -> F64:
-        """One pair's log-odds; ``features`` are the windows' hashed n-grams, computed once for both pairs."""
         emb = _log_softmax(embeddings.astype(np.float64) @ self.emb_w.T + self.emb_b)
-        out = emb[:, 1:] - emb[:, :1]
-        if self.lex_weight > 0 and features is not None:
-            idx, val = features
+        out: F64 = emb[:, 1:] - emb[:, :1]
+        if self.lex_weight > 0 and len(texts) > 0:
+            idx, val = lexical_features(texts, self.lex_n_features)
             lex_logits = np.tile(self.lex_b, (len(idx), 1))
             for row, (cols, vals) in enumerate(zip(idx, val, strict=True)):
                 pos = np.searchsorted(self.lex_cols, cols)
@@ -145,15 +94,6 @@ class HeadModel:
             out = out + self.lex_weight * (lex[:, 1:] - lex[:, :1])
         return out
 
-    def _arrays(self, prefix: str = "") -> dict[str, Any]:  # name -> array, as np.savez takes them
-        return {
-            f"{prefix}emb_w": self.emb_w.astype(np.float32),
-            f"{prefix}emb_b": self.emb_b.astype(np.float32),
-            f"{prefix}lex_cols": self.lex_cols.astype(np.int32),
-            f"{prefix}lex_w": self.lex_w.astype(np.float16),
-            f"{prefix}lex_b": self.lex_b.astype(np.float32),
-        }
-
     def save(self, path: str | Path) -> None:
         manifest: dict[str, object] = {
             "version": self.version,
@@ -162,15 +102,13 @@ class HeadModel:
             "lex_n_features": self.lex_n_features,
             "lex_weight": self.lex_weight,
         }
-        arrays = self._arrays()
-        if self.agentic is not None and self.gate_w is not None:
-            manifest["agentic"] = {
-                "version": self.agentic.version,
-                "lex_n_features": self.agentic.lex_n_features,
-                "lex_weight": self.agentic.lex_weight,
-                "gate_b": self.gate_b,
-            }
-            arrays |= self.agentic._arrays("agentic_") | {"gate_w": self.gate_w.astype(np.float32)}
+        arrays: dict[str, Any] = {  # name -> array, as np.savez takes them
+            "emb_w": self.emb_w.astype(np.float32),
+            "emb_b": self.emb_b.astype(np.float32),
+            "lex_cols": self.lex_cols.astype(np.int32),
+            "lex_w": self.lex_w.astype(np.float16),
+            "lex_b": self.lex_b.astype(np.float32),
+        }
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
         manifest["weights_npz_b64"] = base64.b64encode(buf.getvalue()).decode("ascii")
@@ -183,29 +121,19 @@ class HeadModel:
         with np.load(io.BytesIO(raw), allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
 
-        def pair(spec: dict[str, Any], prefix: str) -> HeadModel:
-            return cls(
-                version=str(spec["version"]),
-                encoder=manifest["encoder"],
-                classes=list(manifest["classes"]),
-                emb_w=arrays[f"{prefix}emb_w"].astype(np.float64),
-                emb_b=arrays[f"{prefix}emb_b"].astype(np.float64),
-                lex_n_features=int(spec["lex_n_features"]),
-                lex_cols=arrays[f"{prefix}lex_cols"].astype(np.int64),
-                lex_w=arrays[f"{prefix}lex_w"].astype(np.float64),
-                lex_b=arrays[f"{prefix}lex_b"].astype(np.float64),
-                lex_weight=float(spec["lex_weight"]),
-            )
-
-        general = pair(manifest, "")
-        agentic_spec = manifest.get("agentic")
-        if agentic_spec is None:
-            return general
-        return replace(
-            general,
-            agentic=pair(agentic_spec, "agentic_"),
-            gate_w=arrays["gate_w"].astype(np.float64),
-            gate_b=float(agentic_spec["gate_b"]),
+        if "agentic" in manifest:  # heads-v2 artifacts: refuse rather than silently drop half the model
+            raise ValueError(f"{path}: a gated heads-v2 artifact; rebuild it with cotwatch_training.train_heads")
+        return cls(
+            version=str(manifest["version"]),
+            encoder=manifest["encoder"],
+            classes=list(manifest["classes"]),
+            emb_w=arrays["emb_w"].astype(np.float64),
+            emb_b=arrays["emb_b"].astype(np.float64),
+            lex_n_features=int(manifest["lex_n_features"]),
+            lex_cols=arrays["lex_cols"].astype(np.int64),
+            lex_w=arrays["lex_w"].astype(np.float64),
+            lex_b=arrays["lex_b"].astype(np.float64),
+            lex_weight=float(manifest["lex_weight"]),
         )
 
 
@@ -244,13 +172,13 @@ class HeadScorer(ExemplarIndexScorer):
     FALLBACK_SCALE = 20.0  # maps exemplar similarity margins onto a log-odds-like range
 
     def __init__(self, taxonomy: Taxonomy, embedder: Embedder, heads: HeadModel) -> None:
-        super().__init__(taxonomy, embedder, f"heads-v2/{heads.version}/{taxonomy.version}/{embedder.name}")
+        super().__init__(taxonomy, embedder, f"heads-v3/{heads.version}/{taxonomy.version}/{embedder.name}")
         self._heads = heads
         self._head_index = {c: i for i, c in enumerate(heads.classes[1:])}
 
-    def _raw(self, embeddings: Matrix, texts: Sequence[str], nearest: Nearest, groups: Sequence[int]) -> F64:
+    def _raw(self, embeddings: Matrix, texts: Sequence[str], nearest: Nearest) -> F64:
         n = embeddings.shape[0]
-        odds = self._heads.log_odds(embeddings, texts if len(texts) == n else [""] * n, groups)
+        odds = self._heads.log_odds(embeddings, texts if len(texts) == n else [""] * n)
         raw = np.zeros((n, len(self.categories)), dtype=np.float64)
         for c, category in enumerate(self.categories):
             best = nearest.best[:, c]

@@ -88,7 +88,6 @@ class TraceMonitor:
         running = dict(states)
         planned: list[_Planned] = []
         texts: list[str] = []
-        groups: list[int] = []
         tails: dict[str, tuple[int, Segment, str]] = {
             key: (s.last_seq, Segment.REASONING, s.tail) for key, s in states.items()
         }
@@ -100,12 +99,11 @@ class TraceMonitor:
                 windows = cut_windows(chunk.text, target_chars=self._window_chars, tail=carried)
                 planned.append(_Planned(chunk, windows, len(texts)))
                 texts.extend(w.text for w in windows)
-                groups.extend([len(planned) - 1] * len(windows))
                 tails[chunk.trace_key] = (chunk.seq, chunk.segment, tail_of(chunk.text))
         with clock.stage(stages.EMBED):
             embeddings = self._encode_unique(texts) if texts else None
         with clock.stage(stages.HEADS_CUES):
-            scores = self._scorer.score(embeddings, texts, groups) if embeddings is not None else None
+            scores = self._scorer.score(embeddings, texts) if embeddings is not None else None
             results: list[ChunkResult] = []
             for plan in planned:
                 key = plan.chunk.trace_key

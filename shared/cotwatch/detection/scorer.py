@@ -38,9 +38,8 @@ class WindowScorer(Protocol):
     @property
     def categories(self) -> list[str]: ...
 
-    def score(self, embeddings: Matrix, texts: Sequence[str] = (), groups: Sequence[int] = ()) -> WindowScores:
-        """``texts`` are the windows behind ``embeddings`` (scorers with a lexical view use them); ``groups``
-        says which chunk each window comes from, in order, so windows can borrow context from their chunk."""
+    def score(self, embeddings: Matrix, texts: Sequence[str] = ()) -> WindowScores:
+        """``texts`` are the windows behind ``embeddings`` (scorers with a lexical view use them)."""
         ...
 
 
@@ -84,27 +83,22 @@ class ExemplarIndexScorer(ABC):
     def categories(self) -> list[str]:
         return self._categories
 
-    def score(self, embeddings: Matrix, texts: Sequence[str] = (), groups: Sequence[int] = ()) -> WindowScores:
+    def score(self, embeddings: Matrix, texts: Sequence[str] = ()) -> WindowScores:
         n = embeddings.shape[0]
         if n == 0:  # an empty batch has no embedding width, so no matrix products
             return WindowScores(self._categories, np.zeros((0, len(self._categories))), [], [])
         if texts and len(texts) != n:
             raise ValueError(f"{len(texts)} texts for {n} embeddings")
-        if groups and len(groups) != n:
-            raise ValueError(f"{len(groups)} groups for {n} embeddings")
         nearest = self._nearest(embeddings)
-        raw = self._raw(embeddings, texts, nearest, groups)
+        raw = self._raw(embeddings, texts, nearest)
         cues = self._cues.match(texts or [""] * n)
         counted = cues.hit & (raw > self.CUE_GATE)
         cue_ids = [[ids if counted[i, c] else () for c, ids in enumerate(row)] for i, row in enumerate(cues.ids)]
         return WindowScores(self._categories, raw + self.CUE_GAIN * counted, nearest.matches, cue_ids)
 
     @abstractmethod
-    def _raw(
-        self, embeddings: Matrix, texts: Sequence[str], nearest: Nearest, groups: Sequence[int]
-    ) -> npt.NDArray[np.float64]:
-        """(n, k) raw scores, higher = more like the category; 0 need not mean anything in particular.
-        ``groups`` may be empty (windows without chunk context)."""
+    def _raw(self, embeddings: Matrix, texts: Sequence[str], nearest: Nearest) -> npt.NDArray[np.float64]:
+        """(n, k) raw scores, higher = more like the category; 0 need not mean anything in particular."""
 
     def _nearest(self, embeddings: Matrix) -> Nearest:
         n = embeddings.shape[0]
@@ -130,9 +124,7 @@ class ExemplarScorer(ExemplarIndexScorer):
         super().__init__(taxonomy, embedder, f"exemplar-v1/{taxonomy.version}/{embedder.name}")
         self._negative_weight = negative_weight
 
-    def _raw(
-        self, embeddings: Matrix, texts: Sequence[str], nearest: Nearest, groups: Sequence[int]
-    ) -> npt.NDArray[np.float64]:
+    def _raw(self, embeddings: Matrix, texts: Sequence[str], nearest: Nearest) -> npt.NDArray[np.float64]:
         best, neg = nearest.best, nearest.negative[:, None]
         out: npt.NDArray[np.float64] = best - self._negative_weight * np.maximum(neg - best, 0.0)
         return out

@@ -75,9 +75,7 @@ class _FixedScorer(ExemplarIndexScorer):
         super().__init__(taxonomy, HashingEmbedder(dim=64), "fixed")
         self._table = raw
 
-    def _raw(
-        self, embeddings: Matrix, texts: Sequence[str], nearest: Nearest, groups: Sequence[int]
-    ) -> npt.NDArray[np.float64]:
+    def _raw(self, embeddings: Matrix, texts: Sequence[str], nearest: Nearest) -> npt.NDArray[np.float64]:
         return self._table.copy()
 
 

@@ -11,7 +11,7 @@ from cotwatch.detection.factory import build_monitor
 from cotwatch.detection.heads import HeadModel, HeadScorer, builtin_heads, find_heads, lexical_features, model_key
 from cotwatch.detection.scorer import ExemplarScorer
 from cotwatch.detection.taxonomy import load_taxonomy
-from cotwatch_training.train import fit_heads, read_passages, training_rows
+from cotwatch_training.train import fit_heads, training_rows
 
 pytest.importorskip("sklearn")
 
@@ -50,7 +50,7 @@ def test_monitor_uses_heads_and_user_category_falls_back(heads_file: Path, tmp_p
     mon = build_monitor(
         embedder=HashingEmbedder(dim=512), calibration=cal, heads_path=heads_file, taxonomy_path=override
     )
-    assert mon.scorer_version.startswith("heads-v2/unit/")
+    assert mon.scorer_version.startswith("heads-v3/unit/")
     assert "crypto_theft" in mon.categories
     (a,) = mon.assess_texts(["I'll drain the victim's crypto wallet using the leaked seed phrase."])
     assert a.top_category == "crypto_theft"
@@ -81,7 +81,6 @@ def test_no_dev_row_is_in_our_exemplars_or_synthetic_data() -> None:
     import json
     import re
 
-    from cotwatch_training.episodes import generate_episodes
     from cotwatch_training.synth import generate
 
     dev = Path(__file__).resolve().parents[4] / "shared" / "data" / "dev.jsonl"
@@ -94,69 +93,19 @@ def test_no_dev_row_is_in_our_exemplars_or_synthetic_data() -> None:
     rows = {norm(json.loads(line)["text"]) for line in dev.read_text(encoding="utf-8").splitlines() if line}
     tax = load_taxonomy()
     ours = [e.text for c in tax.categories.values() for e in c.exemplars + c.benign_lookalikes]
-    ours += [r.text for r in generate()] + [r.text for r in generate_episodes()]
-    ours += [
-        text for text, _ in read_passages((Path(__file__).resolve().parents[3] / "training" / "data").glob("*.jsonl"))
-    ]
+    ours += [r.text for r in generate()]
     assert [t for t in ours if norm(t) in rows] == []
 
 
-def test_gated_agentic_heads_blend_and_survive_a_roundtrip(heads_file: Path, tmp_path: Path) -> None:
-    # Given general heads and a second pair standing in for the agentic heads
-    from dataclasses import replace
+def test_a_gated_v2_artifact_is_refused_with_the_rebuild_command(heads_file: Path, tmp_path: Path) -> None:
+    # Given a heads-v2 artifact that still carries an agentic pair and a gate (removed in heads-v3)
+    import json
 
-    general = HeadModel.load(heads_file)
-    agentic = replace(general, version="agentic", emb_b=general.emb_b + 1.0)
-    emb = HashingEmbedder(dim=512)
-    texts = ["I'll quietly turn off the audit hook before the review.", "Add 3 and 4 to get 7."]
-    vectors = emb.encode(texts)
+    manifest = json.loads(heads_file.read_text(encoding="utf-8"))
+    manifest["agentic"] = {"version": "unit-agentic", "lex_n_features": 1 << 14, "lex_weight": 1.0, "gate_b": 0.0}
+    old = tmp_path / "heads-old.json"
+    old.write_text(json.dumps(manifest), encoding="utf-8")
 
-    def gated(bias: float) -> HeadModel:
-        return replace(general, agentic=agentic, gate_w=np.zeros(vectors.shape[1]), gate_b=bias)
-
-    # When the gate is shut or wide open, the blend is one pair or the other
-    assert np.allclose(gated(-50.0).log_odds(vectors, texts), general.log_odds(vectors, texts))
-    assert np.allclose(gated(50.0).log_odds(vectors, texts), agentic.log_odds(vectors, texts))
-    # And halfway it is the mean
-    half = (general.log_odds(vectors, texts) + agentic.log_odds(vectors, texts)) / 2
-    assert np.allclose(gated(0.0).log_odds(vectors, texts), half)
-
-    # Then saving and loading keeps both pairs and the gate
-    path = tmp_path / "heads-gated.json"
-    gated(0.3).save(path)
-    loaded = HeadModel.load(path)
-    assert loaded.agentic is not None and loaded.agentic.version == "agentic"
-    assert np.allclose(loaded.log_odds(vectors, texts), gated(0.3).log_odds(vectors, texts), atol=1e-2)
-
-
-def test_windows_of_one_chunk_share_the_chunks_highest_gate(heads_file: Path) -> None:
-    # Given gated heads whose gate reads one embedding dimension, and three windows from two chunks
-    from dataclasses import replace
-
-    general = HeadModel.load(heads_file)
-    gate_w = np.zeros(general.emb_w.shape[1])
-    gate_w[0] = 10.0
-    model = replace(general, agentic=replace(general, version="agentic"), gate_w=gate_w, gate_b=0.0)
-    vectors = np.zeros((3, gate_w.size), dtype=np.float32)
-    vectors[:, 0] = [0.3, -0.2, -0.1]
-
-    # When the windows are gated without and with their chunks
-    alone = model.gate(vectors)
-    pooled = model.gate(vectors, groups=[7, 7, 9])
-
-    # Then each window of a chunk takes the chunk's highest gate, and chunks do not mix
-    assert alone[1] < alone[0]
-    assert pooled[0] == pooled[1] == pytest.approx(alone[0])
-    assert pooled[2] == pytest.approx(alone[2])
-    with pytest.raises(ValueError, match="2 groups for 3 windows"):
-        model.gate(vectors, groups=[1, 2])
-
-
-def test_agentic_heads_must_share_classes_and_have_a_gate(heads_file: Path) -> None:
-    from dataclasses import replace
-
-    general = HeadModel.load(heads_file)
-    with pytest.raises(ValueError, match="gate"):
-        replace(general, agentic=general)
-    with pytest.raises(ValueError, match="classes"):
-        replace(general, agentic=replace(general, classes=list(reversed(general.classes))), gate_w=np.zeros(512))
+    # When it is loaded, Then it is an error naming the rebuild, not a silent half of the old model
+    with pytest.raises(ValueError, match=r"heads-v2 artifact; rebuild it with cotwatch_training\.train_heads"):
+        HeadModel.load(old)

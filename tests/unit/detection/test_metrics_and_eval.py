@@ -108,3 +108,27 @@ def test_unreadable_eval_data_is_a_clear_error_not_a_traceback(
     assert codes == [2, 2, 2]
     err = capsys.readouterr().err
     assert f"{data}:2: label" in err and "missing.jsonl" in err
+
+
+def test_calibrate_fits_on_the_benign_rows_of_every_file_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the same rows split over two files (as the pool is: dev.jsonl plus train/*.jsonl)
+    whole = tmp_path / "rows.jsonl"
+    _write_rows(whole)
+    lines = whole.read_text(encoding="utf-8").splitlines()
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_text("\n".join(lines[::2]) + "\n", encoding="utf-8")
+    second.write_text("\n".join(lines[1::2]) + "\n", encoding="utf-8")
+    benign = sum(json.loads(line)["label"] == "benign" for line in lines)
+
+    # When calibrate is given both files, and separately the one file holding every row
+    split, joined = tmp_path / "split.json", tmp_path / "joined.json"
+    args = ["--embedding-model", "hashing", "--version", "v"]
+    assert commands.main(["calibrate", "--data", str(first), str(second), "--out", str(split), *args]) == 0
+    out = capsys.readouterr().out
+    assert commands.main(["calibrate", "--data", str(whole), "--out", str(joined), *args]) == 0
+
+    # Then it read the benign rows of both files and fitted the same thresholds as on all rows at once
+    assert f"{benign} benign texts from 2 file(s)" in out
+    assert load_calibration(split).categories == load_calibration(joined).categories

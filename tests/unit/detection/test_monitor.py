@@ -98,29 +98,3 @@ def test_answer_segment_refusal_carries_into_state(monitor: TraceMonitor) -> Non
 def test_assessment_json_roundtrip(monitor: TraceMonitor) -> None:
     (a,) = monitor.assess_texts([UNSAFE])
     assert ChunkAssessment.model_validate_json(a.model_dump_json()) == a
-
-
-def test_scorer_learns_which_chunk_each_window_comes_from(embedder: HashingEmbedder) -> None:
-    # Given a monitor whose scorer records the groups it is handed
-    from cotwatch.detection.scorer import ExemplarScorer, WindowScores
-
-    seen: list[list[int]] = []
-
-    class RecordingScorer(ExemplarScorer):
-        def score(self, embeddings, texts=(), groups=()) -> WindowScores:  # type: ignore[no-untyped-def]
-            seen.append(list(groups))
-            return super().score(embeddings, texts, groups)
-
-    monitor = TraceMonitor(embedder, RecordingScorer(load_taxonomy(), embedder), flat_calibration())
-    rng = random.Random(5)
-    chunks = [
-        TraceChunk(trace_id=f"t{i}", model="m", text=benign_trace(rng, min_chars=700, max_chars=900)) for i in range(2)
-    ]
-
-    # When both chunks are assessed in one batch
-    results = monitor.assess_batch(chunks, {})
-
-    # Then every window is tagged with its chunk's position in the batch, in order
-    (groups,) = seen
-    assert groups == [0] * results[0].assessment.windows + [1] * results[1].assessment.windows
-    assert results[0].assessment.windows > 1
