@@ -6,14 +6,18 @@ What is measured, all in one run so the ratios compare like with like on a share
   on Lambda-shaped Kafka events, its alerts, counters and trace state going to a moto server over HTTP;
   per-stage seconds from the hooks in :mod:`cotwatch.stages` (tokenization, inside the encoder call, is
   measured on its own on the same windows and taken out of ``embed``);
-* **raw encode**: plain ``SentenceTransformer.encode`` of exactly the windows the pipeline cut;
+* **raw encode**: plain encoding of exactly the windows the pipeline cut, with the scorer's own embedder
+  (same ``EMBEDDING_BACKEND``, model and batch size, built by the same ``build_embedder`` call);
   ``pipeline_vs_raw_ratio`` is the share of the model's speed the whole pipeline keeps. Pipeline and raw
   passes alternate (``--rounds``) and each side keeps its best pass, so a neighbour's burst of CPU does not
   land on one side only;
-* **ONNX against torch** once the ONNX backend is in :mod:`cotwatch.detection.embedding`, else ``null`` and
-  the reason;
+* **ONNX against torch**: torch, onnx and onnx-int8 raw encode of the same windows in turn;
+  ``onnx_vs_torch_ratio`` is the configured ONNX variant's (the template ships onnx-int8);
+* **moto's share of persist**: one more pass on a moto server whose transactions copy only the items they
+  touch (``--no-moto-compare`` skips it);
 * **cold start** and **peak RSS** of a scorer process of its own (a subprocess: interpreter start, handler
-  import and model load, first record scored; then the whole workload, for the peak);
+  import and model load, first record scored; then the whole workload, for the peak; it never loads the
+  baseline's backends, and reports which runtimes it holds);
 * **latency**, produce to alert in DynamoDB, on a private local stack (Kafka broker + moto server + the
   event-source poller) at a steady produce rate (``--no-latency`` skips it: the broker takes ~20 s to start).
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import inspect
 import json
 import math
 import os
@@ -46,6 +51,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cotwatch.detection.embedding import build_embedder
 from cotwatch.detection.windowing import cut_windows, tail_of
 from cotwatch.kafka_event import KafkaRecord, build_kafka_event
 from cotwatch.trace import TraceChunk, TraceDocument
@@ -56,6 +62,8 @@ USD_PER_GB_S = 0.0000166667
 USD_PER_REQUEST = 0.20 / 1_000_000
 MB_PER_VCPU = 1769  # Lambda: 1,769 MB of memory buys one vCPU
 SHORT_MAX_CHARS = 2500
+# The encoder's batch: build_embedder's default, which the scorer's factory keeps (it passes none).
+TOKENIZE_BATCH = int(inspect.signature(build_embedder).parameters["batch_size"].default)
 QUIET_ENV = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR"}
 
 
@@ -249,63 +257,92 @@ class Pipeline:
 
 
 class RawEncoder:
-    """Plain sentence-transformers encoding, the baseline: the pipeline's encoder class and batch size."""
+    """The baseline: plain encoding with the scorer's own embedder. It is built by the same call the scorer's
+    factory makes (``build_embedder(backend, model, onnx_path=...)``, so the same backend and batch size),
+    from the scorer's environment, so the ratio compares the pipeline against its own model alone."""
 
-    def __init__(self) -> None:
-        from cotwatch.detection.embedding import DEFAULT_MODEL, resolve_model_path
+    def __init__(self, env: Mapping[str, str]) -> None:
+        from cotwatch.detection.embedding import DEFAULT_MODEL, build_embedder
 
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-
-        self.model = SentenceTransformer(str(resolve_model_path(DEFAULT_MODEL)), device="cpu")
-        self.batch_size = 64
+        self.backend = env.get("EMBEDDING_BACKEND") or "torch"
+        self.model = env.get("EMBEDDING_MODEL") or DEFAULT_MODEL
+        self.embedder = build_embedder(self.backend, self.model, onnx_path=env.get("EMBEDDING_ONNX_PATH") or None)
+        self._truncating, self._plain = _tokenizers(self.model)
 
     def encode_seconds(self, windows: Sequence[str]) -> float:
         began = time.perf_counter()
-        self.model.encode(list(windows), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False)
+        self.embedder.encode(list(windows))
         return time.perf_counter() - began
 
     def tokenize_seconds(self, windows: Sequence[str]) -> float:
-        """The tokenizer alone, on the batches ``encode`` forms (longest first, ``batch_size`` at a time)."""
+        """The model's tokenizer alone (truncated at its ``max_seq_length``, padded per batch), on the batches
+        the encoder forms (longest first, ``TOKENIZE_BATCH`` at a time). Both backends tokenize with this
+        tokenizer: the ONNX embedder calls it directly, sentence-transformers through its fast wrapper."""
         ordered = sorted(windows, key=len, reverse=True)
         began = time.perf_counter()
-        for i in range(0, len(ordered), self.batch_size):
-            self.model.preprocess(ordered[i : i + self.batch_size])
+        for i in range(0, len(ordered), TOKENIZE_BATCH):
+            self._truncating.encode_batch(ordered[i : i + TOKENIZE_BATCH])
         return time.perf_counter() - began
 
     def tokens(self, texts: Sequence[str]) -> int:
         """Tokens of the trace text itself (no special tokens, no truncation): what ``tokens_per_s`` counts."""
-        tokenizer = self.model.tokenizer
-        return sum(len(ids) for ids in tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"])
+        return sum(len(e.ids) for e in self._plain.encode_batch(list(texts), add_special_tokens=False))
 
 
-def onnx_availability() -> str | None:
-    """None when an ONNX backend can be built through cotwatch's own embedding module, else why not."""
-    from cotwatch.detection import embedding
+def _tokenizers(model: str) -> tuple[Any, Any]:
+    """The model folder's fast tokenizer twice: truncating and padding as the encoder does, and plain."""
+    import tokenizers
 
-    if not hasattr(embedding, "build_embedder"):
-        return "the ONNX backend (issue 16 item 3) has not landed: cotwatch.detection.embedding has no build_embedder"
-    if importlib.util.find_spec("onnxruntime") is None:
-        return "onnxruntime is not installed"
-    return None
+    from cotwatch.detection.embedding import resolve_model_path
+
+    folder = resolve_model_path(model)
+    config = json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))
+    truncating = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+    truncating.enable_truncation(max_length=int(config["max_seq_length"]))
+    truncating.enable_padding()
+    plain = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+    plain.no_truncation()
+    plain.no_padding()
+    return truncating, plain
 
 
-def onnx_vs_torch(windows: Sequence[str], torch_encode_s: float) -> tuple[float | None, str | None]:
-    reason = onnx_availability()
-    if reason is not None:
-        return None, reason
-    from cotwatch.detection import embedding
+@dataclass(frozen=True)
+class BackendSpeeds:
+    """Raw encode seconds per backend on the same windows, and why a backend could not be measured."""
 
-    try:
-        build = getattr(embedding, "build_embedder")  # noqa: B009 - present only once the ONNX work landed
-        embedder = build(backend="onnx")
-    except Exception as exc:  # an export missing or a signature we do not know: say so, never guess a figure
-        return None, f"building the ONNX embedder failed: {type(exc).__name__}: {exc}"[:300]
-    embedder.encode(list(windows[:64]))
-    began = time.perf_counter()
-    embedder.encode(list(windows))
-    onnx_s = time.perf_counter() - began
-    return torch_encode_s / onnx_s, None
+    seconds: dict[str, float]
+    unavailable: dict[str, str]
+
+    def vs_torch(self, backend: str) -> float | None:
+        torch_s, own_s = self.seconds.get("torch"), self.seconds.get(backend)
+        return None if torch_s is None or own_s is None else torch_s / own_s
+
+
+def backend_speeds(windows: Sequence[str], model: str, rounds: int) -> BackendSpeeds:
+    """torch, onnx and onnx-int8 through ``build_embedder`` (batch size as the scorer's), in turn for ``rounds``
+    rounds so other processes' load falls on each alike; each keeps its best pass. A missing export or
+    runtime is a reason, never a guessed figure."""
+    from cotwatch.detection.embedding import BACKENDS, Embedder, build_embedder
+
+    embedders: dict[str, Embedder] = {}
+    unavailable: dict[str, str] = {}
+    for backend in BACKENDS:
+        if backend != "torch" and importlib.util.find_spec("onnxruntime") is None:
+            unavailable[backend] = "onnxruntime is not installed"
+            continue
+        try:
+            embedders[backend] = build_embedder(backend, model)
+        except (ValueError, ImportError, OSError) as exc:  # OnnxModelMissingError is a ValueError
+            unavailable[backend] = f"{type(exc).__name__}: {exc}"[:300]
+    for embedder in embedders.values():
+        embedder.encode(list(windows[:TOKENIZE_BATCH]))  # warm-up, not timed
+    seconds = dict.fromkeys(embedders, math.inf)
+    for _ in range(rounds):
+        for backend, embedder in embedders.items():
+            began = time.perf_counter()
+            embedder.encode(list(windows))
+            seconds[backend] = min(seconds[backend], time.perf_counter() - began)
+    return BackendSpeeds(seconds=seconds, unavailable=unavailable)
 
 
 # --- cold start and peak RSS, in a process of its own -------------------------------------------------------
@@ -325,16 +362,21 @@ def _child(args: argparse.Namespace) -> int:
         response = invoker.invoke(SCORER, first)
     if response.get("batchItemFailures"):
         raise SystemExit(f"the first record failed: {response}")
-    print(json.dumps({"first_scored": True, "init_s": loaded - began}), flush=True)
+    first_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    print(
+        json.dumps({"first_scored": True, "init_s": loaded - began, "rss_first_record_mb": first_kb / 1024}), flush=True
+    )
     with patched_environ(spec["aws_env"]), contextlib.redirect_stdout(sys.stderr):
         for event in rest:
             invoker.invoke(SCORER, event)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
-    print(json.dumps({"peak_rss_mb": peak_kb / 1024}), flush=True)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Which runtimes the scorer's process really holds: the RSS is the configured backend's, nothing else's.
+    loaded_modules = {name: name in sys.modules for name in ("torch", "sentence_transformers", "onnxruntime")}
+    print(json.dumps({"peak_rss_mb": peak_kb / 1024, "rss_process_modules": loaded_modules}), flush=True)
     return 0
 
 
-def cold_start(target: AwsTarget, chunks: Sequence[TraceChunk], batch_size: int) -> dict[str, float]:
+def cold_start(target: AwsTarget, chunks: Sequence[TraceChunk], batch_size: int) -> dict[str, Any]:
     """Seconds from process start to the first record scored, and the process's peak RSS over the workload."""
     run = uuid.uuid4().hex[:6]
     own = renamed(chunks, f"cold-{run}")
@@ -350,7 +392,7 @@ def cold_start(target: AwsTarget, chunks: Sequence[TraceChunk], batch_size: int)
             env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
         )
         assert proc.stdout is not None
-        lines: dict[str, float] = {}
+        lines: dict[str, Any] = {}
         for line in proc.stdout:
             message = json.loads(line)
             if message.pop("first_scored", False):
@@ -443,21 +485,129 @@ def latency(chunks: Sequence[TraceChunk], *, rate: float, seconds: float, batch_
         stack.down()
 
 
+STAGE_ORDER = ("decode", "window", "tokenize", "embed", "heads_cues", "persist", "publish", "other")
+
+
+def stage_seconds(passed: PipelinePass, tokenize_s: float) -> dict[str, float]:
+    """A pass's exclusive stage seconds in :data:`STAGE_ORDER`. The encoder call holds tokenization, which
+    the raw side measured on the same windows: it is taken out of ``embed``."""
+    stages = dict(passed.stages)
+    embed_total = stages.get("embed", 0.0)
+    stages["tokenize"] = min(tokenize_s, embed_total)
+    stages["embed"] = embed_total - stages["tokenize"]
+    stages["other"] = max(0.0, passed.seconds - sum(stages.values()))
+    return {name: stages.get(name, 0.0) for name in STAGE_ORDER}
+
+
+def encoder_threads(backend: str) -> int:
+    """Compute threads the encoder uses: torch's setting, or onnxruntime's default (one per core here)."""
+    if backend == "torch":
+        import torch
+
+        return int(torch.get_num_threads())
+    return len(os.sched_getaffinity(0))
+
+
+@contextlib.contextmanager
+def touched_rollback_moto() -> Iterator[str]:
+    """A moto server whose ``TransactWriteItems`` saves and restores only the items it touches
+    (``python -m cotwatch_local.chaos moto``, docs/reliability.md) instead of deep-copying every table the
+    transaction names: the same writes without that cost of moto's, which real DynamoDB does not have."""
+    from cotwatch_local.moto_server import moto_answers
+
+    port = _free_port()
+    with (
+        tempfile.TemporaryDirectory(prefix="cotwatch-bench-moto-") as state,
+        (Path(state) / "moto.log").open("wb") as log,
+    ):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cotwatch_local.chaos", "moto", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while not moto_answers(url):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the touched-rollback moto server did not start (exit {proc.poll()})")
+                time.sleep(0.2)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def moto_comparison(chunks: Sequence[TraceChunk], batch_size: int, raw_s: float, windows: int) -> dict[str, Any]:
+    """One more pass of the same workload through the same handler, on a moto server without the
+    table-wide deep copy in transactions: what of ``persist`` is moto's, and what is left (ours plus moto's
+    per-request cost)."""
+    with touched_rollback_moto() as url, aws_target(url) as target:
+        pipeline = Pipeline(target)
+        pipeline.run(renamed(chunks[:batch_size], f"warm-{uuid.uuid4().hex[:6]}"), batch_size)
+        passed = pipeline.run(renamed(chunks, uuid.uuid4().hex[:6]), batch_size)
+        counters = _count_items(target, "CountersTable")
+    stages = {name: round(passed.stages.get(name, 0.0), 3) for name in STAGE_ORDER if name not in ("tokenize", "other")}
+    return {
+        "pipeline_windows_per_s": round(windows / passed.seconds, 2),
+        "pipeline_vs_raw_ratio": round(raw_s / passed.seconds, 3),
+        "handler_s": round(passed.seconds, 3),
+        "stages_s": stages,
+        "counter_items": counters,
+    }
+
+
+def counter_write_probe(target: AwsTarget, transactions: int = 8) -> dict[str, Any]:
+    """The scorer's counters transaction through its own adapter (``DynamoCounterStore.apply_once``) on the
+    run's moto server, with and without a chunk's embedding summary (one item, an ADD of every sketch
+    dimension): moto validates update expressions in time that grows with the square of their clauses,
+    which real DynamoDB does not, so the difference is the part of ``persist`` that is moto's parser."""
+    from cotwatch.adapters.aws import DynamoCounterStore
+    from cotwatch.patterns import SKETCH_DIMS, EmbeddingSummary
+    from cotwatch.ports import ChunkIdentity, CounterKey
+    from cotwatch_local.invoker import patched_environ
+
+    run = uuid.uuid4().hex[:6]
+    key = CounterKey(hour="2000-01-01T00", tenant=f"bench-probe-{run}", model="probe", metric="chunks")
+    summary = EmbeddingSummary(
+        hour=key.hour,
+        tenant=key.tenant,
+        model=key.model,
+        windows=8,
+        sums=tuple(range(-SKETCH_DIMS // 2, SKETCH_DIMS // 2)),
+        squares=tuple(range(SKETCH_DIMS)),
+    )
+    ms: dict[str, float] = {}
+    with patched_environ(target.aws_env):
+        store = DynamoCounterStore(target.names.name("CountersTable"))
+        for label, embedding in (("without_embedding_summary", None), ("with_embedding_summary", summary)):
+            began = time.perf_counter()
+            for i in range(transactions):
+                marker = f"probe-{run}-{label}-{i}"
+                claim = ChunkIdentity(key=marker, fingerprint="probe")
+                store.apply_once(marker, {key: 1}, claim, embedding=embedding)
+            ms[label] = 1000 * (time.perf_counter() - began) / transactions
+    return {**{f"{k}_ms": round(v, 1) for k, v in ms.items()}, "sketch_dims": SKETCH_DIMS, "transactions": transactions}
+
+
 # --- the run --------------------------------------------------------------------------------------------------
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    import torch
-
     workload = build_workload(args.traces, chunk_chars=args.chunk_chars)
-    raw = RawEncoder()
     windows = workload.windows
     result: dict[str, Any] = {}
     with aws_target(args.endpoint_url) as target:
+        raw = RawEncoder(target.env)
         pipeline = Pipeline(target)
         # Warm-up, not timed: first-call allocations and the tables' first writes.
         pipeline.run(renamed(workload.chunks[: args.batch_size], f"warm-{uuid.uuid4().hex[:6]}"), args.batch_size)
-        raw.encode_seconds(windows[:64])
+        raw.encode_seconds(windows[:TOKENIZE_BATCH])
         best: PipelinePass | None = None
         raw_s = math.inf
         for _ in range(args.rounds):
@@ -481,22 +631,22 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     "batch_s_p50": round(statistics.median(passed.batch_seconds), 3),
                 }
             )
+        probe = counter_write_probe(target)
+        # The scorer's RSS in a process of its own: this one also holds the torch baseline and a moto client.
         cold = cold_start(target, workload.chunks, args.batch_size) if not args.no_cold_start else {}
-    onnx_ratio, onnx_reason = onnx_vs_torch(windows, raw_s)
+    compare = moto_comparison(workload.chunks, args.batch_size, raw_s, len(windows)) if args.moto_compare else None
+    speeds = backend_speeds(windows, raw.model, args.rounds)
+    shipped = raw.backend if raw.backend != "torch" else "onnx-int8"
+    onnx_ratio = speeds.vs_torch(shipped)
+    onnx_reason = speeds.unavailable.get(shipped)
 
     pipeline_wps = len(windows) / best.seconds
     raw_wps = len(windows) / raw_s
-    stages = dict(best.stages)
-    embed_total = stages.get("embed", 0.0)
-    # The encoder call holds tokenization; the raw pass measured it on the same windows.
-    stages["tokenize"] = min(tokenize_s, embed_total)
-    stages["embed"] = embed_total - stages["tokenize"]
-    stages["other"] = max(0.0, best.seconds - sum(stages.values()))
-    order = ["decode", "window", "tokenize", "embed", "heads_cues", "persist", "publish", "other"]
+    stages = stage_seconds(best, tokenize_s)
     chunks_per_s = len(workload.chunks) / best.seconds
     vcpus = pipeline.memory_mb / MB_PER_VCPU
-    threads = torch.get_num_threads()
-    # Lambda's speed per vCPU taken as this machine's per torch thread, capped at what the threads here had.
+    threads = encoder_threads(raw.backend)
+    # Lambda's speed per vCPU taken as this machine's per encoder thread, capped at what the threads here had.
     lambda_chunks_per_s = chunks_per_s * min(1.0, vcpus / threads)
     usd_per_million = (1e6 / lambda_chunks_per_s) * (pipeline.memory_mb / 1024) * USD_PER_GB_S + (
         1e6 / args.batch_size
@@ -510,13 +660,19 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "pipeline_vs_raw_ratio": round(pipeline_wps / raw_wps, 3),
             "onnx_vs_torch_ratio": _rounded(onnx_ratio),
             **({"onnx_unavailable_reason": onnx_reason} if onnx_reason else {}),
+            "onnx_variant": shipped,
+            "onnx_vs_torch_by_variant": {b: _rounded(speeds.vs_torch(b)) for b in ("onnx", "onnx-int8")},
+            "raw_encode_s_by_backend": {b: round(v, 3) for b, v in speeds.seconds.items()},
+            "embedding_backend": raw.backend,
             "cold_start_s": _rounded(cold.get("cold_start_s")),
             "cold_start_init_s": _rounded(cold.get("init_s")),
             "peak_rss_mb": _rounded(cold.get("peak_rss_mb"), 1),
+            "rss_first_record_mb": _rounded(cold.get("rss_first_record_mb"), 1),
+            "rss_process_modules": cold.get("rss_process_modules"),
             "latency_p50_s": None,
             "latency_p95_s": None,
-            "stages_s": {name: round(stages.get(name, 0.0), 3) for name in order},
-            "stages_share": {name: round(stages.get(name, 0.0) / best.seconds, 3) for name in order},
+            "stages_s": {name: round(seconds, 3) for name, seconds in stages.items()},
+            "stages_share": {name: round(seconds / best.seconds, 3) for name, seconds in stages.items()},
             "batch_s_p50": round(statistics.median(best.batch_seconds), 3),
             "batch_s_max": round(max(best.batch_seconds), 3),
             "by_batch_size": sweep,
@@ -540,12 +696,26 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 "batch_size": args.batch_size,
                 "batches": len(best.batch_seconds),
                 "rounds": args.rounds,
-                "torch_threads": threads,
+                "encoder_threads": threads,
                 "cpus": os.cpu_count(),
             },
             "written": {"alerts": alerts, "counter_items": counters},
         }
     )
+    result["counters_transaction_probe"] = probe
+    # What persist would be without moto's expression cost: each scored chunk's transaction less the
+    # probe's difference (the embedding item itself stays one item of the same round trip on DynamoDB).
+    expression_s = (
+        len(workload.chunks)
+        * max(0.0, probe["with_embedding_summary_ms"] - probe["without_embedding_summary_ms"])
+        / 1000
+    )
+    result["persist_moto_expression_s_est"] = round(min(expression_s, stages["persist"]), 3)
+    result["pipeline_vs_raw_ratio_without_moto_expression_est"] = round(
+        raw_s / max(best.seconds - result["persist_moto_expression_s_est"], 1e-9), 3
+    )
+    if compare is not None:
+        result["moto_touched_rollback"] = compare
     if not args.no_latency:
         result.update(
             latency(
@@ -589,6 +759,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sweep-chunks", type=int, default=200, help="chunks per sweep pass")
     parser.add_argument("--endpoint-url", help="a running moto server (default: one started for the run)")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the cold-start and peak-RSS subprocess")
+    parser.add_argument(
+        "--no-moto-compare",
+        dest="moto_compare",
+        action="store_false",
+        help="skip the extra pass on a moto server without the table-wide copy in transactions",
+    )
     parser.add_argument("--no-latency", action="store_true", help="skip produce-to-alert latency (needs a broker)")
     parser.add_argument(
         "--latency-rate", type=float, help="chunks per second produced (default: half the measured pipeline rate)"

@@ -19,6 +19,7 @@ REQUIRED = (
     "cold_start_s",
     "cold_start_init_s",
     "peak_rss_mb",
+    "rss_first_record_mb",
     "usd_per_million_chunks",
 )
 STAGES = ("decode", "window", "tokenize", "embed", "heads_cues", "persist", "publish", "other")
@@ -52,6 +53,21 @@ def test_bench_prints_every_figure_as_one_json_object(moto_endpoint: str) -> Non
         assert result["onnx_unavailable_reason"]
     else:
         assert _positive(result["onnx_vs_torch_ratio"])
+    assert set(result["onnx_vs_torch_by_variant"]) == {"onnx", "onnx-int8"}
+    assert result["onnx_variant"] in ("onnx", "onnx-int8")
+    # The raw baseline is the scorer's own backend, and the RSS process holds only what that backend needs
+    assert result["embedding_backend"] in ("torch", "onnx", "onnx-int8")
+    modules = result["rss_process_modules"]
+    assert modules["onnxruntime" if result["embedding_backend"] != "torch" else "torch"] is True
+    if result["embedding_backend"] != "torch":
+        assert modules["torch"] is False and modules["sentence_transformers"] is False
+    # The extra pass on the touched-rollback moto server and the counters-transaction probe
+    compare = result["moto_touched_rollback"]
+    assert _positive(compare["pipeline_vs_raw_ratio"]) and compare["stages_s"]["persist"] > 0
+    probe = result["counters_transaction_probe"]
+    assert _positive(probe["with_embedding_summary_ms"]) and _positive(probe["without_embedding_summary_ms"])
+    assert 0 <= result["persist_moto_expression_s_est"] <= result["stages_s"]["persist"]
+    assert _positive(result["pipeline_vs_raw_ratio_without_moto_expression_est"])
     # Latency was skipped: null, never a made-up figure
     assert result["latency_p50_s"] is None and result["latency_p95_s"] is None
     assert [row["batch_size"] for row in result["by_batch_size"]] == [1, 4]
