@@ -183,7 +183,7 @@ def test_the_scorer_and_the_rollup_are_images_and_the_api_a_zip_on_the_shared_la
         assert not {"Runtime", "Handler", "Layers"} & set(props)
         assert resources[logical_id]["Metadata"]["DockerContext"] == "."
         assert resources[logical_id]["Metadata"]["Dockerfile"] == f"functions/{image}/Dockerfile"
-    assert resources["ScoreTracesFunction"]["Metadata"]["DockerTag"] == "python3.11"
+    assert resources["ScoreTracesFunction"]["Metadata"]["DockerTag"] == "python3.12"
     assert resources["RollupFunction"]["Metadata"]["DockerTag"] == "python3.12"
     # And the alerts API is a python3.11 zip using the shared layer
     assert (api["Runtime"], api["Handler"]) == ("python3.11", "app.lambda_handler")

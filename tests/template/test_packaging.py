@@ -65,9 +65,23 @@ def pyproject() -> dict[str, Any]:
     return tomllib.loads((REPO / "pyproject.toml").read_text())
 
 
-def test_the_image_starts_from_lambdas_python_311_base() -> None:
+def wheel_glibc(distribution: str) -> tuple[int, int]:
+    """The oldest glibc that the installed wheel of ``distribution`` runs on (from its manylinux tags)."""
+    wheel = metadata.distribution(distribution).read_text("WHEEL") or ""
+    tags = [line.split(":", 1)[1].strip() for line in wheel.splitlines() if line.startswith("Tag:")]
+    return min(
+        (int(m.group(1)), int(m.group(2))) if (m := re.search(r"manylinux_(\d+)_(\d+)_", tag)) else (2, 17)
+        for tag in tags
+    )
+
+
+def test_the_scorer_image_starts_from_a_base_that_loads_the_pinned_native_wheels() -> None:
+    # Given the scorer image's base and the glibc its native wheels need (torch, onnxruntime, numpy)
     (base,) = [args for op, args in dockerfile_instructions() if op == "FROM"]
-    assert base == "public.ecr.aws/lambda/python:3.11"
+    needed = {name: wheel_glibc(name) for name in ("torch", "onnxruntime", "numpy")}
+    # Then it is a Lambda Python base whose glibc loads every one of them (python3.11's Amazon Linux 2 does not)
+    assert base in BASE_GLIBC
+    assert all(glibc <= BASE_GLIBC[base] for glibc in needed.values()), (needed, base)
 
 
 def test_the_image_installs_cpu_torch_and_the_pinned_ml_stack() -> None:
@@ -198,15 +212,10 @@ def test_the_build_context_sends_only_what_the_dockerfiles_copy(
 def test_the_rollup_image_starts_from_a_base_that_loads_the_pinned_pyarrow_wheel() -> None:
     # Given the roll-up image's base and the glibc the pinned pyarrow's wheel needs (its manylinux tag)
     (base,) = [args for op, args in dockerfile_instructions(ROLLUP_DOCKERFILE) if op == "FROM"]
-    wheel = metadata.distribution("pyarrow").read_text("WHEEL") or ""
-    tags = [line.split(":", 1)[1].strip() for line in wheel.splitlines() if line.startswith("Tag:")]
-    needed = min(
-        (int(m.group(1)), int(m.group(2))) if (m := re.search(r"manylinux_(\d+)_(\d+)_", tag)) else (2, 17)
-        for tag in tags
-    )
+    needed = wheel_glibc("pyarrow")
     # Then the base is a Lambda Python image whose glibc loads it (python3.11's Amazon Linux 2 does not)
     assert base in BASE_GLIBC
-    assert needed <= BASE_GLIBC[base], (tags, base)
+    assert needed <= BASE_GLIBC[base], (needed, base)
     # And the image installs binary wheels only, so a pin without a wheel for the base fails the build
     runs = " ".join(args for op, args in dockerfile_instructions(ROLLUP_DOCKERFILE) if op == "RUN")
     assert "--only-binary=:all:" in runs
