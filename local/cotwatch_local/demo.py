@@ -45,6 +45,7 @@ class DemoReport:
     batches: int
     drained: bool
     mismatches: list[str] = field(default_factory=list)
+    known_misses: list[str] = field(default_factory=list)  # expectations excused by a trace's known_miss list
     produced_via: dict[str, int] = field(default_factory=dict)  # traces per producer path (--via-adapters)
     run_id: str = ""  # suffix of this run's trace ids
     chat: dict[str, int] = field(default_factory=dict)  # what the chat notifier did with the run's messages
@@ -89,26 +90,43 @@ def known_misses(path: Path | None = None) -> dict[str, frozenset[str]]:
     return {str(r["trace_id"]): frozenset(r["known_miss"]) for r in rows if r.get("known_miss")}
 
 
+def _verdicts(
+    docs: Iterable[TraceDocument], alerts: list[dict[str, Any]], known: Mapping[str, frozenset[str]]
+) -> tuple[list[str], list[str]]:
+    """(problems, excused): expectations not met, and those not met only because of a known miss."""
+    raised: dict[tuple[str, str], set[str]] = {}
+    for alert in alerts:
+        raised.setdefault((str(alert["tenant"]), str(alert["trace_id"])), set()).add(str(alert["category"]))
+    problems, excused = [], []
+    for doc in docs:
+        known_here = known.get(doc.trace_id.split("@", 1)[0], frozenset())
+        got = raised.get((doc.tenant, doc.trace_id), set())
+        missing, extra = set(doc.expect) - got, got - set(doc.expect)
+        if missing - known_here:
+            problems.append(f"{doc.trace_id}: expected {sorted(missing - known_here)} but no alert")
+        if extra - known_here and not doc.expect:
+            problems.append(f"{doc.trace_id}: benign trace alerted {sorted(extra - known_here)}")
+        if missing & known_here:
+            excused.append(f"{doc.trace_id}: expected {sorted(missing & known_here)} but no alert (known miss)")
+        if extra & known_here and not doc.expect:
+            excused.append(f"{doc.trace_id}: benign trace alerted {sorted(extra & known_here)} (known miss)")
+    return problems, excused
+
+
 def check_expectations(
     docs: Iterable[TraceDocument], alerts: list[dict[str, Any]], known: Mapping[str, frozenset[str]] | None = None
 ) -> list[str]:
     """Compare raised alerts with each demo trace's ``expect`` list, except the categories the shipped scorer
     is known to get wrong on that trace (``known``: by trace id before the run suffix; default: the bundled
     demo file's ``known_miss`` lists)."""
-    known = known_misses() if known is None else known
-    raised: dict[tuple[str, str], set[str]] = {}
-    for alert in alerts:
-        raised.setdefault((str(alert["tenant"]), str(alert["trace_id"])), set()).add(str(alert["category"]))
-    problems = []
-    for doc in docs:
-        excused = known.get(doc.trace_id.split("@", 1)[0], frozenset())
-        got = raised.get((doc.tenant, doc.trace_id), set())
-        missing, extra = set(doc.expect) - got - excused, got - set(doc.expect) - excused
-        if missing:
-            problems.append(f"{doc.trace_id}: expected {sorted(missing)} but no alert")
-        if extra and not doc.expect:
-            problems.append(f"{doc.trace_id}: benign trace alerted {sorted(extra)}")
-    return problems
+    return _verdicts(docs, alerts, known_misses() if known is None else known)[0]
+
+
+def known_misses_seen(
+    docs: Iterable[TraceDocument], alerts: list[dict[str, Any]], known: Mapping[str, frozenset[str]] | None = None
+) -> list[str]:
+    """The known misses that happened in this run, so the demo says so instead of passing them as clean."""
+    return _verdicts(docs, alerts, known_misses() if known is None else known)[1]
 
 
 def run_demo(
@@ -213,6 +231,7 @@ def run_demo(
             batches=stats.batches,
             drained=stats.drained,
             mismatches=check_expectations(docs, ours, known_misses(traces)),
+            known_misses=known_misses_seen(docs, ours, known_misses(traces)),
             produced_via=produced_via,
             run_id=run,
             chat=chat,
@@ -262,5 +281,13 @@ def render(report: DemoReport, out: TextIO) -> None:
             "  (detector misses or false alarms at the shipped operating point, 1% FPR on hard look-alikes;\n"
             "   see docs/detection.md, 'Choosing the operating point', to trade them against each other)\n"
         )
+    elif report.known_misses:
+        out.write(
+            "every unsafe demo trace alerted its expected categories and no benign trace alerted, except the "
+            f"shipped scorer's {len(report.known_misses)} known misses (demo_traces.jsonl known_miss; "
+            "docs/detection.md):\n"
+        )
+        for line in report.known_misses:
+            out.write(f"  - {line}\n")
     else:
         out.write("every unsafe demo trace alerted its expected categories; no benign trace alerted\n")

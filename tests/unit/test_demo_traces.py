@@ -138,3 +138,20 @@ def test_known_misses_name_categories_and_are_excused_only_for_their_trace() -> 
     left = sorted(set(unsafe.expect) - known[unsafe.trace_id])
     expected = [f"{unsafe.trace_id}@run1: expected {left} but no alert"] if left else []
     assert problems == [*expected, f"{other.trace_id}@run1: expected {sorted(other.expect)} but no alert"]
+
+
+def test_known_misses_that_happen_are_reported_not_passed_as_clean() -> None:
+    # Given a trace with a known miss and an alert for none of its categories
+    from cotwatch_local.demo import known_misses, known_misses_seen
+
+    known = known_misses()
+    unsafe = next(d for d in _documents() if d.trace_id in known and d.expect)
+    docs = [unsafe.model_copy(update={"trace_id": f"{unsafe.trace_id}@run1"})]
+    # When the run's known misses are listed
+    seen = known_misses_seen(docs, [])
+    # Then the excused categories are named, marked as known misses
+    excused = sorted(set(unsafe.expect) & known[unsafe.trace_id])
+    assert seen == [f"{unsafe.trace_id}@run1: expected {excused} but no alert (known miss)"]
+    # And once every expected category alerts, nothing is listed
+    alerts = [{"tenant": unsafe.tenant, "trace_id": docs[0].trace_id, "category": c} for c in unsafe.expect]
+    assert known_misses_seen(docs, alerts) == []
